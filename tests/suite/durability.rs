@@ -1,0 +1,192 @@
+//! Disk spill and restart persistence (checklist K and the disk-queue issue): messages beyond
+//! `--mem-queue-size` go to the disk queue and all come back; a clean shutdown writes queued,
+//! in-flight and deferred messages to disk and a restart delivers them (deferred ones at their
+//! original due time, which upstream loses); a damaged byte costs exactly one record.
+
+use nsq_tests::{NsqdProcess, RawConn, channel_stats};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Consumes `count` messages (FINning each) and returns their bodies.
+async fn consume_all(consumer: &mut RawConn, count: usize) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::with_capacity(count);
+    while bodies.len() < count {
+        let message = consumer.message_within(Duration::from_secs(20)).await;
+        bodies.push(message.body.to_vec());
+        consumer.fin(&message).await;
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn k108_spill_beyond_mem_queue_size_shows_backend_depth() {
+    let nsqd = NsqdProcess::start(&["--mem-queue-size=2"]);
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "spill", "c", "", 0).await;
+    let mut producer = nsqd.connect().await;
+    for n in 0..8 {
+        producer.publish("spill", format!("m{n}").as_bytes()).await;
+    }
+    let channel = nsqd
+        .wait_channel("spill", "c", "depth 8", |c| c.depth == 8)
+        .await;
+    assert_eq!(channel.backend_depth, 6);
+    let files: Vec<String> = std::fs::read_dir(&nsqd.data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|name| name.starts_with("spill:c.diskqueue2.")),
+        "no disk queue file for spill:c in {files:?}"
+    );
+    consumer.rdy(10).await;
+    let bodies: HashSet<Vec<u8>> = consume_all(&mut consumer, 8).await.into_iter().collect();
+    assert_eq!(bodies.len(), 8);
+    nsqd.wait_channel("spill", "c", "drained", |c| {
+        c.depth == 0 && c.in_flight_count == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn spill_100k_messages_with_mem_queue_size_100_all_arrive() {
+    let nsqd = NsqdProcess::start(&["--mem-queue-size=100", "--max-bytes-per-file=1048576"]);
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "big", "c", "", 0).await;
+    let mut producer = nsqd.connect().await;
+    const TOTAL: usize = 100_000;
+    for batch in 0..(TOTAL / 1000) {
+        let bodies: Vec<Vec<u8>> = (0..1000)
+            .map(|n| format!("message-{:06}", batch * 1000 + n).into_bytes())
+            .collect();
+        producer.mpub("big", &bodies).await;
+    }
+    let channel = nsqd
+        .wait_channel("big", "c", "all accepted", |c| c.depth == TOTAL as i64)
+        .await;
+    assert!(channel.backend_depth >= (TOTAL - 100) as i64, "{channel:?}");
+    consumer.rdy(2500).await;
+    let bodies = consume_all(&mut consumer, TOTAL).await;
+    let distinct: HashSet<Vec<u8>> = bodies.into_iter().collect();
+    assert_eq!(distinct.len(), TOTAL);
+    nsqd.wait_channel("big", "c", "drained", |c| {
+        c.depth == 0 && c.in_flight_count == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_then_restart_delivers_queued_in_flight_and_deferred_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let mut nsqd = NsqdProcess::start_in(data.path(), &[]);
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "keep", "c", "", 0).await;
+    let mut producer = nsqd.connect().await;
+    for n in 0..5 {
+        producer
+            .publish("keep", format!("queued-{n}").as_bytes())
+            .await;
+    }
+    consumer.rdy(3).await;
+    let first = consumer.message().await;
+    let second = consumer.message().await;
+    let third = consumer.message().await;
+    // One REQ'd with a long delay (deferred), two left in flight, nothing more delivered.
+    consumer.rdy(0).await;
+    consumer.req(&third, 4_000).await;
+    let deferred_due = Instant::now() + Duration::from_millis(4_000);
+    producer.dpub("keep", 3_000, b"dpub-3s").await;
+    let dpub_due = Instant::now() + Duration::from_millis(3_000);
+    nsqd.wait_channel("keep", "c", "2 in flight, 2 deferred", |c| {
+        c.in_flight_count == 2 && c.deferred_count == 2
+    })
+    .await;
+    drop(consumer);
+    drop(producer);
+    assert!(nsqd.stop().success(), "nsqd did not exit 0");
+
+    let nsqd = NsqdProcess::start_in(data.path(), &[]);
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "keep", "c", "", 10).await;
+    let mut immediate = Vec::new();
+    for _ in 0..4 {
+        let message = consumer.message_within(Duration::from_secs(5)).await;
+        immediate.push(message.clone());
+        consumer.fin(&message).await;
+    }
+    let in_flight_again: Vec<_> = immediate
+        .iter()
+        .filter(|m| m.id == first.id || m.id == second.id)
+        .collect();
+    assert_eq!(
+        in_flight_again.len(),
+        2,
+        "both in-flight messages come back"
+    );
+    for message in in_flight_again {
+        assert_eq!(
+            message.attempts, 2,
+            "in-flight messages keep their attempts"
+        );
+    }
+    let mut late = Vec::new();
+    for _ in 0..2 {
+        let message = consumer.message_within(Duration::from_secs(10)).await;
+        late.push((message.body.to_vec(), Instant::now()));
+        consumer.fin(&message).await;
+    }
+    for (body, arrived) in late {
+        if body == b"dpub-3s" {
+            assert!(arrived >= dpub_due, "DPUB delivered before its due time");
+        } else {
+            assert_eq!(body, third.body.to_vec());
+            assert!(
+                arrived >= deferred_due,
+                "REQ'd message delivered before its due time"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_corrupted_byte_loses_only_the_record_it_hits() {
+    let data = tempfile::tempdir().unwrap();
+    let mut nsqd = NsqdProcess::start_in(data.path(), &["--mem-queue-size=0"]);
+    let consumer = RawConn::consumer(nsqd.tcp_addr, "dmg", "c", "", 0).await;
+    let mut producer = nsqd.connect().await;
+    for n in 0..10 {
+        producer
+            .publish(
+                "dmg",
+                format!("record-{n:02}-{}", "x".repeat(40)).as_bytes(),
+            )
+            .await;
+    }
+    nsqd.wait_channel("dmg", "c", "10 on disk", |c| c.backend_depth == 10)
+        .await;
+    drop(consumer);
+    drop(producer);
+    assert!(nsqd.stop().success());
+
+    let segment = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("dmg:c.diskqueue2.")
+                && name.ends_with(".dat")
+                && !name.contains("meta")
+        })
+        .expect("segment file");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let nsqd = NsqdProcess::start_in(data.path(), &["--mem-queue-size=0"]);
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "dmg", "c", "", 20).await;
+    let bodies = consume_all(&mut consumer, 9).await;
+    assert_eq!(bodies.iter().collect::<HashSet<_>>().len(), 9);
+    consumer.expect_silence(Duration::from_millis(300)).await;
+    let stats = nsqd.stats().await;
+    let channel = channel_stats(&stats, "dmg", "c").expect("channel");
+    assert_eq!(channel.depth, 0, "{channel:?}");
+}
