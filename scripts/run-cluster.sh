@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a local cluster with default ports: nsqlookupd (TCP 4160, HTTP 4161) and nsqd (TCP 4150,
-# HTTP 4151, data in ./data/nsqd) registered with it, plus nsqadmin (HTTP 4171) once it exists.
+# HTTP 4151, data in ./data/nsqd) registered with it, and nsqadmin (HTTP 4171).
 # Ctrl-C stops everything. Extra arguments are passed to nsqd.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -176,7 +176,8 @@ impl fmt::Display for LogLevel {
 #[command(
     name = "nsqadmin",
     about = "nsqadmin: the NSQ admin web page",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Cli {
     /// Path to a TOML config file (keys are flag names with '_').

@@ -98,7 +98,8 @@ impl fmt::Display for LogLevel {
 #[command(
     name = "nsqlookupd",
     about = "nsqlookupd: the NSQ directory service",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Cli {
     /// Path to a TOML config file (keys are flag names with '_').

@@ -43,13 +43,18 @@ fn main() -> std::process::ExitCode {
 async fn run(options: Options) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let shutdown_timeout = options.shutdown_timeout;
+    // Install the handlers before the listeners announce themselves: a harness may signal as
+    // soon as it reads the "listening on" lines.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install SIGTERM handler")?;
     let running = nsqd::start(options, shutdown.clone())
         .await
         .context("failed to start nsqd")?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("failed to install SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, exiting"),
+        _ = interrupt.recv() => tracing::info!("received SIGINT, exiting"),
         _ = terminate.recv() => tracing::info!("received SIGTERM, exiting"),
     }
     shutdown.cancel();

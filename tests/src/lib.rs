@@ -4,6 +4,7 @@
 //!   --http-address=127.0.0.1:0` in a temporary data directory, reads the bound addresses back from
 //!   its `listening on` log lines, keeps draining (and recording) its stderr, and stops it by PID
 //!   (SIGTERM, then SIGKILL after a deadline; SIGKILL on drop).
+//! * [`LookupdProcess`]: the same for `nsqlookupd` (port 0 or given ports, `--broadcast-address=127.0.0.1`).
 //! * [`RawConn`]: a V2 TCP connection that writes raw bytes and reads frames together with their
 //!   exact bytes, with assertions for the usual outcomes (`OK`, fatal error, non-fatal error,
 //!   close, silence). [`cmd`] builds command bytes by hand, independently of the code under test.
@@ -268,6 +269,11 @@ impl NsqdProcess {
         (status, body)
     }
 
+    /// HTTP POST with an empty body; returns the status and the body.
+    pub async fn post(&self, path_and_query: &str) -> (u16, String) {
+        http_request(reqwest::Method::POST, &self.url(path_and_query)).await
+    }
+
     /// HTTP GET of a JSON document (panics unless 200 with valid JSON).
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> T {
         let (status, body) = self.get(path_and_query).await;
@@ -335,6 +341,178 @@ impl Drop for NsqdProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+// ---- nsqlookupd process -------------------------------------------------------------------------
+
+/// A running `nsqlookupd`. Dropping it kills the process (SIGKILL).
+#[derive(Debug)]
+pub struct LookupdProcess {
+    /// The TCP address it listens on (from its `TCP: listening on` line).
+    pub tcp_addr: SocketAddr,
+    /// The HTTP address it listens on (from its `HTTP: listening on` line).
+    pub http_addr: SocketAddr,
+    /// Process ID.
+    pub pid: u32,
+    child: Child,
+    exit_status: Option<ExitStatus>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl LookupdProcess {
+    /// Starts nsqlookupd on port 0 (TCP and HTTP) with `--broadcast-address=127.0.0.1` and
+    /// `extra_args` after the defaults (nsqlookupd rejects a repeated flag, so `extra_args` must
+    /// not repeat those three). Panics if it does not start.
+    pub fn start(extra_args: &[&str]) -> Self {
+        Self::try_start(extra_args).unwrap_or_else(|failure| panic!("nsqlookupd: {failure}"))
+    }
+
+    /// Starts nsqlookupd like [`LookupdProcess::start`] and reports a failure to start instead of
+    /// panicking.
+    pub fn try_start(extra_args: &[&str]) -> Result<Self, StartFailure> {
+        let mut args = vec![
+            "--tcp-address=127.0.0.1:0".to_owned(),
+            "--http-address=127.0.0.1:0".to_owned(),
+            "--broadcast-address=127.0.0.1".to_owned(),
+        ];
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        Self::start_with_exact_args(&args)
+    }
+
+    /// Starts nsqlookupd on the given TCP and HTTP addresses (e.g. those of a stopped instance),
+    /// retrying for up to `retry_for` while the ports are not yet reusable. Panics if it does not
+    /// start by then.
+    pub fn start_on(tcp_addr: SocketAddr, http_addr: SocketAddr, retry_for: Duration) -> Self {
+        let args = [
+            format!("--tcp-address={tcp_addr}"),
+            format!("--http-address={http_addr}"),
+            "--broadcast-address=127.0.0.1".to_owned(),
+        ];
+        let deadline = Instant::now() + retry_for;
+        loop {
+            match Self::start_with_exact_args(&args) {
+                Ok(process) => return process,
+                Err(failure) if Instant::now() >= deadline => {
+                    panic!("nsqlookupd on {tcp_addr} / {http_addr}: {failure}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Starts nsqlookupd with exactly `args` (no defaults added).
+    pub fn start_with_exact_args(args: &[String]) -> Result<Self, StartFailure> {
+        let started = start_listening_process(&bin_path("nsqlookupd"), args, &["TCP", "HTTP"])?;
+        Ok(Self {
+            tcp_addr: started.addresses[0],
+            http_addr: started.addresses[1],
+            pid: started.child.id(),
+            child: started.child,
+            exit_status: None,
+            stderr: started.stderr,
+        })
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        lock(&self.stderr).clone()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: Signal) {
+        if self.exit_status.is_none() {
+            let _ = kill(pid_of(self.pid), signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit_status.is_none() {
+            self.exit_status = wait_child(&mut self.child, timeout);
+        }
+        self.exit_status
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]); returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Like [`LookupdProcess::stop`] with another signal (e.g. SIGINT).
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
+        self.signal(signal);
+        if let Some(status) = self.wait_exit(STOP_TIMEOUT) {
+            return status;
+        }
+        self.kill()
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit_status {
+            return status;
+        }
+        let _ = kill(pid_of(self.pid), Signal::SIGKILL);
+        let status = self
+            .child
+            .wait()
+            .expect("wait for nsqlookupd after SIGKILL");
+        self.exit_status = Some(status);
+        status
+    }
+
+    /// `http://<http_addr><path_and_query>`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.http_addr, path_and_query)
+    }
+
+    /// HTTP GET; returns the status and the body.
+    pub async fn get(&self, path_and_query: &str) -> (u16, String) {
+        http_request(reqwest::Method::GET, &self.url(path_and_query)).await
+    }
+
+    /// HTTP POST with an empty body; returns the status and the body.
+    pub async fn post(&self, path_and_query: &str) -> (u16, String) {
+        http_request(reqwest::Method::POST, &self.url(path_and_query)).await
+    }
+
+    /// HTTP GET of a JSON document (panics unless 200 with valid JSON).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> T {
+        let (status, body) = self.get(path_and_query).await;
+        assert_eq!(status, 200, "GET {path_and_query}: {body}");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|error| panic!("GET {path_and_query}: {error} in {body}"))
+    }
+}
+
+impl Drop for LookupdProcess {
+    fn drop(&mut self) {
+        if self.exit_status.is_none() {
+            let _ = kill(pid_of(self.pid), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HTTP request with an empty body to `url`; returns the status and the body (panics on a
+/// transport error).
+pub async fn http_request(method: reqwest::Method, url: &str) -> (u16, String) {
+    let response = http_client()
+        .request(method.clone(), url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("{method} {url} body: {error}"));
+    (status, body)
 }
 
 /// A process that printed its `listening on` lines.

@@ -27,7 +27,11 @@ use std::time::Duration;
 
 /// nsq_stat: aggregate channel stats over an NSQ cluster.
 #[derive(Debug, Parser)]
-#[command(name = "nsq_stat", disable_version_flag = true)]
+#[command(
+    name = "nsq_stat",
+    disable_version_flag = true,
+    args_override_self = true
+)]
 struct Flags {
     /// Print the version and exit.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true,

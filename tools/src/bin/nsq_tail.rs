@@ -21,7 +21,11 @@ use tokio::sync::mpsc;
 
 /// nsq_tail: print messages of NSQ topics.
 #[derive(Debug, Parser)]
-#[command(name = "nsq_tail", disable_version_flag = true)]
+#[command(
+    name = "nsq_tail",
+    disable_version_flag = true,
+    args_override_self = true
+)]
 struct Flags {
     /// Print the version and exit.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true,

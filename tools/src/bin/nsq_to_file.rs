@@ -39,7 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 /// nsq_to_file: write NSQ messages to files.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "nsq_to_file", disable_version_flag = true)]
+#[command(
+    name = "nsq_to_file",
+    disable_version_flag = true,
+    args_override_self = true
+)]
 struct Flags {
     /// Print the version and exit.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true,

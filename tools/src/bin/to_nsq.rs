@@ -25,7 +25,11 @@ const PIPELINE: usize = 128;
 
 /// to_nsq: publish lines from stdin to NSQ.
 #[derive(Debug, Parser)]
-#[command(name = "to_nsq", disable_version_flag = true)]
+#[command(
+    name = "to_nsq",
+    disable_version_flag = true,
+    args_override_self = true
+)]
 struct Flags {
     /// Print the version and exit.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true,
