@@ -190,3 +190,109 @@ async fn a_corrupted_byte_loses_only_the_record_it_hits() {
     let channel = channel_stats(&stats, "dmg", "c").expect("channel");
     assert_eq!(channel.depth, 0, "{channel:?}");
 }
+
+/// Copies a directory (flat: the upstream data dir has no subdirectories).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// One message of `upstream-datadir.expected.json`: (id, timestamp, attempts when delivered, body).
+type Expected = (String, i64, u16, Vec<u8>);
+
+fn expected_message(message: &serde_json::Value) -> Expected {
+    use base64::Engine as _;
+    let body = match message["body"].as_str() {
+        Some(text) => text.as_bytes().to_vec(),
+        None => base64::engine::general_purpose::STANDARD
+            .decode(
+                message["body_base64"]
+                    .as_str()
+                    .expect("body or body_base64"),
+            )
+            .expect("valid base64"),
+    };
+    let attempts_on_disk = message["attempts_on_disk"]
+        .as_u64()
+        .expect("attempts_on_disk");
+    let attempts = message["attempts_when_redelivered"]
+        .as_u64()
+        .unwrap_or(attempts_on_disk + 1);
+    (
+        message["id"].as_str().expect("id").to_owned(),
+        message["timestamp_ns"].as_i64().expect("timestamp_ns"),
+        attempts as u16,
+        body,
+    )
+}
+
+/// A copy of a data dir written by upstream nsqd (go-diskqueue files, `nsqd.dat`) comes up with
+/// its topics, channels and paused flags, and delivers exactly the messages upstream left there,
+/// with their IDs, timestamps and attempts (+1 for this delivery) kept.
+#[tokio::test]
+async fn upstream_data_dir_delivers_exactly_its_messages() {
+    let fixtures = nsq_tests::shared_dir().join("fixtures");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("upstream-datadir.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures.join("upstream-datadir"), data.path());
+    let nsqd = NsqdProcess::start_in(data.path(), &[]);
+
+    let stats = nsqd.stats().await;
+    let paused = |topic: &str, channel: &str| {
+        channel_stats(&stats, topic, channel)
+            .unwrap_or_else(|| panic!("{topic}/{channel} restored"))
+            .paused
+    };
+    assert!(!paused("orders", "billing"));
+    assert!(paused("orders", "audit"));
+    assert!(!paused("events", "all"));
+    assert!(nsq_tests::topic_stats(&stats, "events").unwrap().paused);
+
+    assert_eq!(
+        nsqd.post("/channel/unpause?topic=orders&channel=audit")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(nsqd.post("/topic/unpause?topic=events").await.0, 200);
+
+    for topic in expected["topics"].as_array().unwrap() {
+        let topic_name = topic["name"].as_str().unwrap();
+        for channel in topic["channels"].as_array().unwrap() {
+            let channel_name = channel["name"].as_str().unwrap();
+            let mut want: Vec<Expected> = channel["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(expected_message)
+                .collect();
+            // (The channel's list already holds the messages that were waiting at the topic: they
+            // reach its only channel once the topic is unpaused.)
+            let mut consumer =
+                RawConn::consumer(nsqd.tcp_addr, topic_name, channel_name, "", 500).await;
+            let mut got: Vec<Expected> = Vec::with_capacity(want.len());
+            while got.len() < want.len() {
+                let message = consumer.message_within(Duration::from_secs(10)).await;
+                got.push((
+                    String::from_utf8_lossy(message.id.as_bytes()).into_owned(),
+                    message.timestamp,
+                    message.attempts,
+                    message.body.to_vec(),
+                ));
+                consumer.fin(&message).await;
+            }
+            consumer.expect_silence(Duration::from_millis(300)).await;
+            want.sort();
+            got.sort();
+            assert_eq!(got.len(), want.len(), "{topic_name}/{channel_name}");
+            for (got, want) in got.iter().zip(&want) {
+                assert_eq!(got, want, "{topic_name}/{channel_name}");
+            }
+        }
+    }
+}
