@@ -296,3 +296,75 @@ async fn upstream_data_dir_delivers_exactly_its_messages() {
         }
     }
 }
+
+/// Mounts a small tmpfs for the test's lifetime (needs root; `None` otherwise).
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk: PUB gets `E_PUB_FAILED`, `/ping` reports unhealthy, nothing acknowledged is lost,
+/// and the node recovers by itself once space returns.
+#[tokio::test]
+async fn disk_full_fails_publishes_cleanly_and_recovers() {
+    let Some(filesystem) = SmallFilesystem::mount("4m") else {
+        eprintln!("SKIPPED disk_full test: mounting a tmpfs needs root (run the suite as root)");
+        return;
+    };
+    let mut nsqd = NsqdProcess::start_in(filesystem.dir.path(), &["--mem-queue-size=0"]);
+    let consumer = RawConn::consumer(nsqd.tcp_addr, "full", "c", "", 0).await;
+    let body = vec![b'x'; 64 * 1024];
+    let mut producer = nsqd.connect().await;
+    let mut acknowledged = 0i64;
+    let failure = loop {
+        producer.send(&nsq_tests::cmd::publish("full", &body)).await;
+        match producer.frame().await {
+            nsq_protocol::Frame::Response(data) if &data[..] == b"OK" => acknowledged += 1,
+            nsq_protocol::Frame::Error(data) => break String::from_utf8_lossy(&data).into_owned(),
+            other => panic!("unexpected frame {other:?}"),
+        }
+        assert!(acknowledged < 1000, "a 4 MiB filesystem never filled up");
+    };
+    assert!(failure.starts_with("E_PUB_FAILED PUB failed"), "{failure}");
+    producer.expect_closed().await;
+    let (status, reason) = nsqd.get("/ping").await;
+    assert_eq!(status, 500, "{reason}");
+    let channel = nsqd.wait_channel("full", "c", "depth", |_| true).await;
+    assert!(
+        channel.depth >= acknowledged,
+        "acknowledged {acknowledged}, depth {}",
+        channel.depth
+    );
+
+    // Space returns: the node serves again without a restart.
+    assert_eq!(
+        nsqd.post("/channel/empty?topic=full&channel=c").await.0,
+        200
+    );
+    let mut producer = nsqd.connect().await;
+    producer.publish("full", b"after").await;
+    let (status, body) = nsqd.get("/ping").await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    drop(consumer);
+    assert!(nsqd.stop().success());
+}
