@@ -2,7 +2,7 @@
 //! trip of 1000 messages against our nsqd, requeueing (REQ) every message once and finishing
 //! (FIN) it on its second attempt, plainly and over the IDENTIFY features they support.
 //!
-//! * pynsq 0.9.1 (plain in `pynsq`; TLS, snappy and deflate here): `pynsq_features.py`.
+//! * pynsq 0.9.1 (plain in `pynsq`; TLS, snappy and deflate here): `pynsq_roundtrip.py`.
 //! * gnsq 1.0.2 (gevent): `gnsq_roundtrip.py`; with a feature, gnsq's `Producer` cannot
 //!   negotiate it (a gnsq bug), so the script publishes with gnsq's `NsqdTCPClient` instead.
 //! * nsqjs 0.13.0: `nsqjs_roundtrip.mjs`.
@@ -155,7 +155,7 @@ async fn round_trip(program: PathBuf, script: &str, args: &[&str], tls: bool, ta
     assert_eq!(channel.deferred_count, 0);
 }
 
-const PYNSQ: &str = "tests/peers/python/pynsq_features.py";
+const PYNSQ: &str = "tests/peers/python/pynsq_roundtrip.py";
 const GNSQ: &str = "tests/peers/python/gnsq_roundtrip.py";
 const NSQJS: &str = "tests/peers/node/nsqjs_roundtrip.mjs";
 

@@ -31,6 +31,7 @@ async fn round_trip_1000() {
     let nsqd = NsqdProcess::start(&[]);
     let args = vec![
         script.display().to_string(),
+        "plain".to_owned(),
         nsqd.tcp_addr.to_string(),
         "--count=1000".to_owned(),
         "--timeout=60".to_owned(),

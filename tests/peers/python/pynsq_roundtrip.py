@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""Round trip of N messages through nsqd with the official Python client (pynsq), unchanged.
+"""Round trip of N messages through nsqd with the official Python client (pynsq), unchanged:
+the Writer publishes, the Reader REQs each message on its first attempt and FINs it on the second.
+
+MODE is one of:
+  plain    no IDENTIFY feature
+  tls      tls_v1=True; the server certificate is verified against --ca (CERT_REQUIRED)
+  snappy   snappy=True (pynsq needs python-snappy)
+  deflate  deflate=True (level 6)
+With a feature, both the Writer and the Reader must negotiate it.
 
 nsq.Writer publishes N distinct bodies over TCP; nsq.Reader (nsqd_tcp_addresses, no lookupd)
 requeues every message on its first attempt (REQ with delay 0, no backoff) and finishes it on the
 second. Exit 0 only if all N distinct bodies were finished, each at attempts 2, within the timeout.
 
-usage: pynsq_roundtrip.py NSQD_TCP_ADDRESS [--count N] [--timeout SECONDS] [--topic T]
+usage: pynsq_roundtrip.py MODE NSQD_TCP_ADDRESS [--ca CA_PEM] [--count N] [--timeout SECONDS] [--topic T]
 """
 
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import time
 
@@ -20,7 +29,9 @@ import tornado.ioloop
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["plain", "tls", "snappy", "deflate"])
     parser.add_argument("nsqd_tcp_address")
+    parser.add_argument("--ca", help="CA certificate (PEM) that signed nsqd's certificate")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--topic", default="pynsq_roundtrip")
@@ -100,14 +111,52 @@ def main():
     def on_timeout():
         stop("timeout after %.0f s" % args.timeout)
 
-    writer = nsq.Writer([args.nsqd_tcp_address])
-    reader = nsq.Reader(
+    if args.mode == "tls":
+        if not args.ca:
+            parser.error("tls needs --ca")
+        options = {
+            "tls_v1": True,
+            "tls_options": {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": args.ca},
+        }
+    elif args.mode == "snappy":
+        import snappy  # noqa: F401  (fail early and clearly if python-snappy is missing)
+
+        options = {"snappy": True}
+    elif args.mode == "deflate":
+        options = {"deflate": True, "deflate_level": 6}
+    else:
+        options = {}
+    feature = {"tls": "tls_v1", "snappy": "snappy", "deflate": "deflate"}.get(args.mode)
+    negotiated = []
+
+    def check_identify_response(data):
+        # Every connection (Writer's and Reader's) must really have negotiated the feature.
+        if feature is None:
+            return
+        if isinstance(data, dict) and data.get(feature):
+            negotiated.append(feature)
+        else:
+            io_loop.add_callback(stop, "nsqd did not negotiate %s: %r" % (feature, data))
+
+    class Writer(nsq.Writer):
+        def _on_connection_identify_response(self, conn, data, **kwargs):
+            check_identify_response(data)
+            return super()._on_connection_identify_response(conn, data, **kwargs)
+
+    class Reader(nsq.Reader):
+        def _on_connection_identify_response(self, conn, data, **kwargs):
+            check_identify_response(data)
+            return super()._on_connection_identify_response(conn, data, **kwargs)
+
+    writer = Writer([args.nsqd_tcp_address], **options)
+    reader = Reader(
         topic=args.topic,
         channel=args.channel,
         message_handler=handler,
         nsqd_tcp_addresses=[args.nsqd_tcp_address],
         max_in_flight=100,
         max_tries=0,
+        **options,
     )
     io_loop.call_later(0.05, start_publishing)
     io_loop.call_later(args.timeout, on_timeout)
@@ -117,10 +166,11 @@ def main():
     wrong_attempts = {body: attempts for body, attempts in finished.items() if attempts != 2}
     missing = expected - set(finished)
     print(
-        "pynsq %s round trip: result=%s published_ok=%d/%d requeued=%d finished=%d "
-        "wrong_attempts=%d missing=%d unexpected=%d elapsed=%.2fs"
+        "pynsq %s %s round trip: result=%s published_ok=%d/%d requeued=%d finished=%d "
+        "wrong_attempts=%d missing=%d unexpected=%d negotiated=%r elapsed=%.2fs"
         % (
             nsq.__version__ if hasattr(nsq, "__version__") else "?",
+            args.mode,
             state["result"],
             state["published_ok"],
             count,
@@ -129,6 +179,7 @@ def main():
             len(wrong_attempts),
             len(missing),
             len(state["unexpected"]),
+            negotiated,
             time.monotonic() - started,
         )
     )
@@ -139,6 +190,7 @@ def main():
         and not missing
         and not state["unexpected"]
         and len(state["requeued"]) == count
+        and (feature is None or len(negotiated) >= 2)
     )
     if not ok:
         if wrong_attempts:
