@@ -124,14 +124,13 @@ pub struct NsqdProcess {
     pub tcp_addr: SocketAddr,
     /// The HTTP address it listens on (from its `HTTP: listening on` line).
     pub http_addr: SocketAddr,
-    /// Process ID.
-    pub pid: u32,
+    /// The process (signals, exit status, stderr); its methods are callable on `NsqdProcess`.
+    /// Declared before `temp_dir`: fields drop in order, so the process is killed before its data
+    /// dir is removed.
+    pub process: Daemon,
     /// `--data-path`.
     pub data_dir: PathBuf,
     temp_dir: Option<tempfile::TempDir>,
-    child: Child,
-    exit_status: Option<ExitStatus>,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl NsqdProcess {
@@ -182,63 +181,10 @@ impl NsqdProcess {
         Ok(Self {
             tcp_addr: started.addresses[0],
             http_addr: started.addresses[1],
-            pid: started.child.id(),
             data_dir: data_dir.to_path_buf(),
             temp_dir: None,
-            child: started.child,
-            exit_status: None,
-            stderr: started.stderr,
+            process: Daemon::new("nsqd", started.child, started.stderr),
         })
-    }
-
-    /// Every stderr line so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        lock(&self.stderr).clone()
-    }
-
-    /// Sends a signal to the process.
-    pub fn signal(&self, signal: Signal) {
-        if self.exit_status.is_none() {
-            let _ = kill(pid_of(self.pid), signal);
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.exit_status.is_none() {
-            self.exit_status = wait_child(&mut self.child, timeout);
-        }
-        self.exit_status
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.wait_exit(Duration::ZERO).is_none()
-    }
-
-    /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]); returns the exit status.
-    pub fn stop(&mut self) -> ExitStatus {
-        self.stop_with(Signal::SIGTERM)
-    }
-
-    /// Like [`NsqdProcess::stop`] with another signal (e.g. SIGINT).
-    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
-        self.signal(signal);
-        if let Some(status) = self.wait_exit(STOP_TIMEOUT) {
-            return status;
-        }
-        self.kill()
-    }
-
-    /// SIGKILL and wait.
-    pub fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.exit_status {
-            return status;
-        }
-        let _ = kill(pid_of(self.pid), Signal::SIGKILL);
-        let status = self.child.wait().expect("wait for nsqd after SIGKILL");
-        self.exit_status = Some(status);
-        status
     }
 
     /// Keeps the data dir on disk after this process is dropped and returns its path.
@@ -334,7 +280,98 @@ impl NsqdProcess {
     }
 }
 
-impl Drop for NsqdProcess {
+impl std::ops::Deref for NsqdProcess {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for NsqdProcess {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.process
+    }
+}
+
+// ---- a daemon process ---------------------------------------------------------------------------
+
+/// A started daemon: signals, exit status and stderr. Dropping it kills the process (SIGKILL).
+#[derive(Debug)]
+pub struct Daemon {
+    /// Process ID.
+    pub pid: u32,
+    name: &'static str,
+    child: Child,
+    exit_status: Option<ExitStatus>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn new(name: &'static str, child: Child, stderr: Arc<Mutex<Vec<String>>>) -> Self {
+        Self {
+            pid: child.id(),
+            name,
+            child,
+            exit_status: None,
+            stderr,
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        lock(&self.stderr).clone()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: Signal) {
+        if self.exit_status.is_none() {
+            let _ = kill(pid_of(self.pid), signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit_status.is_none() {
+            self.exit_status = wait_child(&mut self.child, timeout);
+        }
+        self.exit_status
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]); returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Like [`Daemon::stop`] with another signal (e.g. SIGINT).
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
+        self.signal(signal);
+        if let Some(status) = self.wait_exit(STOP_TIMEOUT) {
+            return status;
+        }
+        self.kill()
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit_status {
+            return status;
+        }
+        let _ = kill(pid_of(self.pid), Signal::SIGKILL);
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|error| panic!("wait for {} after SIGKILL: {error}", self.name));
+        self.exit_status = Some(status);
+        status
+    }
+}
+
+impl Drop for Daemon {
     fn drop(&mut self) {
         if self.exit_status.is_none() {
             let _ = kill(pid_of(self.pid), Signal::SIGKILL);
@@ -352,11 +389,8 @@ pub struct LookupdProcess {
     pub tcp_addr: SocketAddr,
     /// The HTTP address it listens on (from its `HTTP: listening on` line).
     pub http_addr: SocketAddr,
-    /// Process ID.
-    pub pid: u32,
-    child: Child,
-    exit_status: Option<ExitStatus>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    /// The process (signals, exit status, stderr); its methods are callable on `LookupdProcess`.
+    pub process: Daemon,
 }
 
 impl LookupdProcess {
@@ -406,64 +440,8 @@ impl LookupdProcess {
         Ok(Self {
             tcp_addr: started.addresses[0],
             http_addr: started.addresses[1],
-            pid: started.child.id(),
-            child: started.child,
-            exit_status: None,
-            stderr: started.stderr,
+            process: Daemon::new("nsqlookupd", started.child, started.stderr),
         })
-    }
-
-    /// Every stderr line so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        lock(&self.stderr).clone()
-    }
-
-    /// Sends a signal to the process.
-    pub fn signal(&self, signal: Signal) {
-        if self.exit_status.is_none() {
-            let _ = kill(pid_of(self.pid), signal);
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.exit_status.is_none() {
-            self.exit_status = wait_child(&mut self.child, timeout);
-        }
-        self.exit_status
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.wait_exit(Duration::ZERO).is_none()
-    }
-
-    /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]); returns the exit status.
-    pub fn stop(&mut self) -> ExitStatus {
-        self.stop_with(Signal::SIGTERM)
-    }
-
-    /// Like [`LookupdProcess::stop`] with another signal (e.g. SIGINT).
-    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
-        self.signal(signal);
-        if let Some(status) = self.wait_exit(STOP_TIMEOUT) {
-            return status;
-        }
-        self.kill()
-    }
-
-    /// SIGKILL and wait.
-    pub fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.exit_status {
-            return status;
-        }
-        let _ = kill(pid_of(self.pid), Signal::SIGKILL);
-        let status = self
-            .child
-            .wait()
-            .expect("wait for nsqlookupd after SIGKILL");
-        self.exit_status = Some(status);
-        status
     }
 
     /// `http://<http_addr><path_and_query>`.
@@ -490,12 +468,16 @@ impl LookupdProcess {
     }
 }
 
-impl Drop for LookupdProcess {
-    fn drop(&mut self) {
-        if self.exit_status.is_none() {
-            let _ = kill(pid_of(self.pid), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
+impl std::ops::Deref for LookupdProcess {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for LookupdProcess {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.process
     }
 }
 
