@@ -481,6 +481,55 @@ impl std::ops::DerefMut for LookupdProcess {
     }
 }
 
+/// The venv Python that `tests/peers/install.sh` creates (pynsq, gnsq), or a panic saying how to
+/// get it. With `CI` set a missing venv is a failure, never a skip.
+pub fn peer_python() -> PathBuf {
+    require_peer(
+        workspace_root().join("tests/peers/.venv/bin/python"),
+        "pynsq and gnsq",
+    )
+}
+
+/// `path`, if the peer install that provides it exists; otherwise a panic saying how to get it.
+pub fn require_peer(path: PathBuf, what: &str) -> PathBuf {
+    if !path.exists() {
+        let ci = if std::env::var_os("CI").is_some() {
+            " (CI is set: this is a failure, not a skip)"
+        } else {
+            ""
+        };
+        panic!(
+            "{} is missing{ci}: run scripts/test.sh, or `bash tests/peers/install.sh`, to install \
+             {what}",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Runs a peer script to completion (at most `timeout`), prints its stdout and panics unless it
+/// exited 0; `context` is appended to the failure message (e.g. nsqd's log).
+pub async fn run_peer(
+    program: PathBuf,
+    args: Vec<String>,
+    timeout: Duration,
+    context: impl FnOnce() -> String,
+) -> String {
+    let shown = format!("{} {}", program.display(), args.join(" "));
+    let (status, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_to_exit(&program, &args, timeout))
+            .await
+            .expect("peer runner thread");
+    println!("{stdout}");
+    let status = status.unwrap_or_else(|| panic!("`{shown}` hung; stderr:\n{stderr}"));
+    assert!(
+        status.success(),
+        "`{shown}` failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        context()
+    );
+    stdout
+}
+
 /// An HTTP request with an empty body to `url`; returns the status and the body (panics on a
 /// transport error).
 pub async fn http_request(method: reqwest::Method, url: &str) -> (u16, String) {

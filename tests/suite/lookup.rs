@@ -3,10 +3,11 @@
 //! restarted on the same ports being repopulated, and discovery by the official Python client.
 
 use crate::{ms, publish_all};
-use nsq_tests::{LookupdProcess, NsqdProcess, channel_stats, run_to_exit, workspace_root};
+use nsq_tests::{
+    LookupdProcess, NsqdProcess, channel_stats, peer_python, run_peer, workspace_root,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long registrations may take to show up (nsqd registers within a second; CI is slow).
@@ -404,23 +405,12 @@ async fn topic_delete_and_tombstone() {
     assert!(strings(node_entry(&json, n1).unwrap(), "topics").contains("lk_del"));
 }
 
-fn venv_python() -> PathBuf {
-    let python = workspace_root().join("tests/peers/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test.sh, or `bash tests/peers/install.sh`, to create the \
-         pynsq venv",
-        python.display()
-    );
-    python
-}
-
 /// pynsq's Reader, given only the two lookupds' HTTP addresses, discovers all 3 nodes and
 /// receives every message published to them.
 #[tokio::test]
 async fn pynsq_reader_discovers_nodes_via_lookupd() {
     const COUNT: usize = 100;
-    let python = venv_python();
+    let python = peer_python();
     let script = workspace_root().join("tests/peers/python/pynsq_lookupd.py");
     let lookupds = [LookupdProcess::start(&[]), LookupdProcess::start(&[])];
     let both = [&lookupds[0], &lookupds[1]];
@@ -452,16 +442,7 @@ async fn pynsq_reader_discovers_nodes_via_lookupd() {
         format!("--count={COUNT}"),
         "--timeout=60".to_owned(),
     ]);
-    let (status, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run_to_exit(&python, &args, ms(90_000)))
-            .await
-            .unwrap();
-    println!("{stdout}");
-    let status = status.unwrap_or_else(|| panic!("pynsq script hung; stderr:\n{stderr}"));
-    assert!(
-        status.success(),
-        "pynsq lookupd discovery failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    run_peer(python, args, ms(90_000), String::new).await;
 
     // Every node agrees: its messages were all finished.
     for node in &nodes {

@@ -14,37 +14,15 @@
 //! `scripts/test.sh`).
 
 use crate::ms;
-use nsq_tests::{NsqdProcess, channel_stats, run_to_exit, topic_stats, workspace_root};
-use std::path::{Path, PathBuf};
+use nsq_tests::{
+    NsqdProcess, channel_stats, peer_python, require_peer, run_peer, topic_stats, workspace_root,
+};
+use std::path::PathBuf;
 
 const COUNT: u64 = 1000;
 
-/// A peer's interpreter/install, or a panic saying how to get it.
-fn require(path: PathBuf, what: &str) -> PathBuf {
-    if !path.exists() {
-        let ci = if std::env::var_os("CI").is_some() {
-            " (CI is set: this is a failure, not a skip)"
-        } else {
-            ""
-        };
-        panic!(
-            "{} is missing{ci}: run scripts/test.sh, or `bash tests/peers/install.sh`, to install \
-             {what}",
-            path.display()
-        );
-    }
-    path
-}
-
-fn venv_python() -> PathBuf {
-    require(
-        workspace_root().join("tests/peers/.venv/bin/python"),
-        "pynsq and gnsq",
-    )
-}
-
 fn node() -> PathBuf {
-    require(
+    require_peer(
         workspace_root().join("tests/peers/node/node_modules/nsqjs/package.json"),
         "nsqjs",
     );
@@ -127,19 +105,10 @@ async fn round_trip(program: PathBuf, script: &str, args: &[&str], tls: bool, ta
         format!("--topic={topic}"),
         format!("--channel={channel}"),
     ]);
-    let shown = format!("{} {}", program.display(), command_args.join(" "));
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_to_exit(Path::new(&program), &command_args, ms(120_000))
+    run_peer(program, command_args, ms(120_000), || {
+        format!("nsqd:\n{}", nsqd.stderr_lines().join("\n"))
     })
-    .await
-    .unwrap();
-    println!("{stdout}");
-    let status = status.unwrap_or_else(|| panic!("`{shown}` hung; stderr:\n{stderr}"));
-    assert!(
-        status.success(),
-        "`{shown}` failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}\nnsqd:\n{}",
-        nsqd.stderr_lines().join("\n")
-    );
+    .await;
 
     // nsqd agrees: COUNT published, each requeued once, nothing left, nothing timed out.
     let stats = nsqd
@@ -161,33 +130,33 @@ const NSQJS: &str = "tests/peers/node/nsqjs_roundtrip.mjs";
 
 #[tokio::test]
 async fn pynsq_tls() {
-    round_trip(venv_python(), PYNSQ, &["tls"], true, "pynsq_tls").await;
+    round_trip(peer_python(), PYNSQ, &["tls"], true, "pynsq_tls").await;
 }
 
 #[tokio::test]
 async fn pynsq_snappy() {
-    round_trip(venv_python(), PYNSQ, &["snappy"], false, "pynsq_snappy").await;
+    round_trip(peer_python(), PYNSQ, &["snappy"], false, "pynsq_snappy").await;
 }
 
 #[tokio::test]
 async fn pynsq_deflate() {
-    round_trip(venv_python(), PYNSQ, &["deflate"], false, "pynsq_deflate").await;
+    round_trip(peer_python(), PYNSQ, &["deflate"], false, "pynsq_deflate").await;
 }
 
 #[tokio::test]
 async fn gnsq_plain() {
-    round_trip(venv_python(), GNSQ, &["--mode=plain"], false, "gnsq_plain").await;
+    round_trip(peer_python(), GNSQ, &["--mode=plain"], false, "gnsq_plain").await;
 }
 
 #[tokio::test]
 async fn gnsq_tls() {
-    round_trip(venv_python(), GNSQ, &["--mode=tls"], true, "gnsq_tls").await;
+    round_trip(peer_python(), GNSQ, &["--mode=tls"], true, "gnsq_tls").await;
 }
 
 #[tokio::test]
 async fn gnsq_snappy() {
     round_trip(
-        venv_python(),
+        peer_python(),
         GNSQ,
         &["--mode=snappy"],
         false,
@@ -199,7 +168,7 @@ async fn gnsq_snappy() {
 #[tokio::test]
 async fn gnsq_deflate() {
     round_trip(
-        venv_python(),
+        peer_python(),
         GNSQ,
         &["--mode=deflate"],
         false,
