@@ -52,6 +52,9 @@ pub struct Topic {
 #[derive(Debug)]
 struct TopicState {
     channels: BTreeMap<ChannelName, Arc<Channel>>,
+    /// The channels as a shared list, rebuilt when the set changes, so a publish takes one
+    /// reference count instead of collecting the channels.
+    routes: Arc<[Arc<Channel>]>,
     /// Messages waiting for a channel or for unpause, with their due time if deferred.
     backlog: VecDeque<(Message, Option<Instant>)>,
     paused: bool,
@@ -112,6 +115,7 @@ impl Topic {
             events,
             state: Mutex::new(TopicState {
                 channels: BTreeMap::new(),
+                routes: Arc::from(Vec::new()),
                 backlog: VecDeque::new(),
                 paused: false,
                 guid,
@@ -148,7 +152,7 @@ impl Topic {
         let mut n_bytes = 0u64;
         let n_bodies = bodies.len();
         let mut messages = Vec::with_capacity(n_bodies);
-        let mut targets: Vec<Arc<Channel>> = Vec::new();
+        let mut targets: Arc<[Arc<Channel>]> = Arc::from(Vec::new());
         let mut overflow: Vec<Message> = Vec::new();
         {
             let mut state = self.state.lock();
@@ -160,7 +164,7 @@ impl Topic {
                 messages.push(Message::new(state.guid.next_id(timestamp), timestamp, body));
             }
             if state.can_route() {
-                targets.extend(state.channels.values().cloned());
+                targets = Arc::clone(&state.routes);
             } else {
                 let cap = self.settings.mem_queue_size;
                 for message in messages.drain(..) {
@@ -264,6 +268,7 @@ impl Topic {
                     .channels
                     .insert(channel.name.clone(), Arc::clone(channel));
             }
+            state.refresh_routes();
             state.take_backlog()
         };
         hand_over(&targets, backlog);
@@ -293,7 +298,12 @@ impl Topic {
     pub fn delete_channel(&self, name: &str) -> Option<Arc<Channel>> {
         // A channel of the same name must not open its files while these are being deleted.
         let _creating = self.create_lock.lock();
-        let channel = self.state.lock().channels.remove(name)?;
+        let channel = {
+            let mut state = self.state.lock();
+            let channel = state.channels.remove(name)?;
+            state.refresh_routes();
+            channel
+        };
         channel.close();
         self.events.emit(RegistryEvent::ChannelDeleted(
             self.name.clone(),
@@ -311,6 +321,7 @@ impl Topic {
             return None;
         }
         state.channels.remove(channel.name.as_str());
+        state.refresh_routes();
         let now_empty = state.channels.is_empty();
         drop(state);
         channel.close();
@@ -360,7 +371,9 @@ impl Topic {
         let channels: Vec<Arc<Channel>> = {
             let mut state = self.state.lock();
             state.backlog.clear();
-            std::mem::take(&mut state.channels).into_values().collect()
+            let channels = std::mem::take(&mut state.channels).into_values().collect();
+            state.refresh_routes();
+            channels
         };
         for channel in channels {
             channel.close();
@@ -501,6 +514,10 @@ impl Topic {
 }
 
 impl TopicState {
+    fn refresh_routes(&mut self) {
+        self.routes = self.channels.values().cloned().collect();
+    }
+
     fn can_route(&self) -> bool {
         !self.paused && !self.channels.is_empty()
     }
