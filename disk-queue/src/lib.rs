@@ -105,6 +105,27 @@
 //!    now durable, so no surviving metadata names those segments), then delete them. A finished
 //!    segment is deleted at the first sync after the reader leaves it, never before.
 //!
+//! # Retaining records until released (`retain_until_released`)
+//!
+//! In this mode a record read is not done until the caller calls [`DiskQueue::release`] with the
+//! position [`DiskQueue::read_next_at`] gave for it (a position not read yet may be released
+//! ahead: the record is then done as soon as it is read). The queue keeps the start positions of
+//! read, unreleased records in read order; the *committed position* is the oldest of them (or the
+//! read position when none). [`DiskQueue::sync`] persists the committed position as the metadata's
+//! read position, and the depth as unread records plus read-but-not-committed ones, so after a
+//! crash or restart every unreleased record is read again (released records between the
+//! committed position and the old read position are replayed too: at-least-once). A segment the
+//! reader has left is deleted only once the committed position has moved past it.
+//!
+//! # Acknowledging after fsync
+//!
+//! [`DiskQueue::write_sync`] returns a [`WriteSync`]: a duplicate handle on the write segment (and
+//! the directory, if a segment was created since it was last synced). Running it (outside the
+//! caller's lock, on any thread) fdatasyncs everything put before the handle was taken. Records
+//! past the metadata's write position are found again by recovery step 3, so no metadata write is
+//! needed for them to survive an OS crash. Several writers' records are covered by one
+//! `WriteSync::run`: that is nsqd's group commit.
+//!
 //! The caller decides when to sync: [`DiskQueue::needs_sync`] says when `sync_every` reads and
 //! writes have happened, `sync_timeout` has passed with operations pending, or a segment was
 //! finished by the writer or the reader. Dropping a queue without [`DiskQueue::close`] is the same
@@ -125,7 +146,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use error::Error;
-pub use queue::DiskQueue;
+pub use queue::{DiskQueue, WriteSync};
 pub use record::RECORD_HEADER_LEN;
 
 /// Tuning and limits for one [`DiskQueue`].
@@ -145,6 +166,11 @@ pub struct Options {
     /// Largest record `put` accepts (default 1 MiB + 26: nsqd's default `--max-msg-size` plus the
     /// message header).
     pub max_record_size: u32,
+    /// Keep read records until the caller [releases](DiskQueue::release) them (nsqd's durable
+    /// mode): the persisted read position is the *committed* position, the start of the oldest
+    /// record read and not released, so a crash replays every record not yet released. Default
+    /// `false`: a record is done once read.
+    pub retain_until_released: bool,
 }
 
 impl Default for Options {
@@ -155,6 +181,7 @@ impl Default for Options {
             sync_timeout: Duration::from_secs(2),
             min_record_size: 26,
             max_record_size: 1024 * 1024 + 26,
+            retain_until_released: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`DiskQueue`]: writer, reader, recovery and sync. The format and the rules are in the crate docs.
 
 use std::cmp;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,40 @@ pub struct DiskQueue {
     dir_unsynced: bool,
     /// Segments the reader has left; deleted once metadata that no longer names them is durable.
     pending_deletes: Vec<u64>,
+
+    /// `retain_until_released`: start positions of records read and not yet committed past, in
+    /// read order, each with whether it was released.
+    outstanding: VecDeque<(Position, bool)>,
+    /// `retain_until_released`: positions released before the reader reached them.
+    released_ahead: HashSet<Position>,
+    /// `retain_until_released`: segments the reader has left that the committed position has
+    /// not passed yet.
+    awaiting_commit: Vec<u64>,
+}
+
+/// An fdatasync of everything a [`DiskQueue`] had put when [`DiskQueue::write_sync`] was called,
+/// to run without holding the queue.
+#[derive(Debug)]
+pub struct WriteSync {
+    segment: Option<(File, PathBuf)>,
+    dir: Option<PathBuf>,
+}
+
+impl WriteSync {
+    /// fdatasyncs the write segment (and fsyncs the directory if a segment was created since its
+    /// last sync). Returns how many fsync calls it made.
+    pub fn run(self) -> Result<u32, Error> {
+        let mut calls = 0;
+        if let Some((file, path)) = &self.segment {
+            file.sync_data().ctx("fsync segment", path)?;
+            calls += 1;
+        }
+        if let Some(dir) = &self.dir {
+            meta::sync_dir(dir)?;
+            calls += 1;
+        }
+        Ok(calls)
+    }
 }
 
 /// The segment the reader has open.
@@ -106,6 +141,9 @@ impl DiskQueue {
             force_sync: false,
             dir_unsynced: false,
             pending_deletes: Vec::new(),
+            outstanding: VecDeque::new(),
+            released_ahead: HashSet::new(),
+            awaiting_commit: Vec::new(),
         };
         queue.recover()?;
         Ok(queue)
@@ -114,6 +152,16 @@ impl DiskQueue {
     /// Appends one record. It is in the kernel when this returns.
     pub fn put(&mut self, record: &[u8]) -> Result<(), Error> {
         self.put_batch(std::iter::once(record))
+    }
+
+    /// Appends one record and returns its start position (for [`release`](Self::release)).
+    pub fn put_at(&mut self, record: &[u8]) -> Result<Position, Error> {
+        self.put(record)?;
+        let len = record::record_len(record.len());
+        Ok(Position::new(
+            self.write.segment,
+            self.write.offset.saturating_sub(len),
+        ))
     }
 
     /// Appends several records with one `write` per segment they land in.
@@ -163,6 +211,12 @@ impl DiskQueue {
     /// The next record, or `None` when the reader has caught up with the writer. Damaged records
     /// on the way are skipped, counted and logged.
     pub fn read_next(&mut self) -> Result<Option<Bytes>, Error> {
+        Ok(self.read_next_at()?.map(|(_, record)| record))
+    }
+
+    /// Like [`read_next`](Self::read_next), with the record's start position (what
+    /// [`release`](Self::release) takes).
+    pub fn read_next_at(&mut self) -> Result<Option<(Position, Bytes)>, Error> {
         loop {
             if self.read >= self.write {
                 self.caught_up();
@@ -217,11 +271,20 @@ impl DiskQueue {
             let position = open.reader.position();
             match step {
                 Step::Record(record) => {
+                    let start = Position::new(
+                        self.read.segment,
+                        position.saturating_sub(record::record_len(record.len())),
+                    );
                     self.read.offset = position;
                     self.depth = self.depth.saturating_sub(1);
                     self.ops_since_sync += 1;
                     self.dirty = true;
-                    return Ok(Some(record));
+                    if self.options.retain_until_released {
+                        let released = self.released_ahead.remove(&start);
+                        self.outstanding.push_back((start, released));
+                        self.pop_released();
+                    }
+                    return Ok(Some((start, record)));
                 }
                 Step::Damaged { start, end } => {
                     self.read.offset = position;
@@ -243,9 +306,82 @@ impl DiskQueue {
         self.depth
     }
 
+    /// `retain_until_released`: the record read at (or, if not read yet, put at) `position` is
+    /// done. Positions the queue does not know (already committed past, or from before an
+    /// [`empty`](Self::empty)) are ignored. Without `retain_until_released` this does nothing.
+    pub fn release(&mut self, position: Position) {
+        if !self.options.retain_until_released {
+            return;
+        }
+        if position >= self.read {
+            if position < self.write {
+                self.released_ahead.insert(position);
+            }
+            return;
+        }
+        if let Ok(index) = self
+            .outstanding
+            .binary_search_by(|(start, _)| start.cmp(&position))
+        {
+            self.outstanding[index].1 = true;
+            self.pop_released();
+        }
+    }
+
+    /// Where a restart would start reading: the oldest read record not released (or the read
+    /// position). Equal to [`read_position`](Self::read_position) without `retain_until_released`.
+    pub fn committed_position(&self) -> Position {
+        self.outstanding.front().map_or(self.read, |(start, _)| *start)
+    }
+
+    /// Records read and not yet committed past (`retain_until_released`), released or not.
+    pub fn uncommitted_reads(&self) -> u64 {
+        self.outstanding.len() as u64
+    }
+
+    /// A handle that fdatasyncs everything put so far when run (see the crate docs).
+    pub fn write_sync(&self) -> Result<WriteSync, Error> {
+        let segment = match &self.writer {
+            Some(file) => {
+                let path = self.segment_path(self.write.segment);
+                let dup = file.try_clone().ctx("duplicate segment handle", &path)?;
+                Some((dup, path))
+            }
+            None => None,
+        };
+        Ok(WriteSync {
+            segment,
+            dir: self.dir_unsynced.then(|| self.dir.clone()),
+        })
+    }
+
+    fn pop_released(&mut self) {
+        let before = self.committed_position();
+        while self.outstanding.front().is_some_and(|(_, released)| *released) {
+            self.outstanding.pop_front();
+        }
+        let after = self.committed_position();
+        if after != before {
+            self.dirty = true;
+            self.ops_since_sync += 1;
+            if after.segment != before.segment {
+                self.force_sync = true;
+            }
+        }
+    }
+
     /// Makes everything up to now durable: fdatasync, metadata replaced atomically, finished
     /// segments deleted. The steps are numbered in the crate docs.
     pub fn sync(&mut self) -> Result<(), Error> {
+        let committed = self.committed_position();
+        if !self.awaiting_commit.is_empty() {
+            let (passed, waiting): (Vec<u64>, Vec<u64>) = self
+                .awaiting_commit
+                .iter()
+                .partition(|&&segment| segment < committed.segment);
+            self.awaiting_commit = waiting;
+            self.pending_deletes.extend(passed);
+        }
         if self.dirty || self.write_unsynced || !self.pending_deletes.is_empty() {
             if self.write_unsynced {
                 if let Some(file) = &self.writer {
@@ -259,8 +395,8 @@ impl DiskQueue {
                 self.dir_unsynced = false;
             }
             let meta = Meta {
-                depth: self.depth,
-                read: self.read,
+                depth: self.depth + self.uncommitted_reads(),
+                read: committed,
                 write: self.write,
             };
             meta::store(
@@ -304,6 +440,9 @@ impl DiskQueue {
         self.write = Position::new(cmp::max(self.write.segment, highest) + 1, 0);
         self.read = self.write;
         self.depth = 0;
+        self.outstanding.clear();
+        self.released_ahead.clear();
+        self.awaiting_commit.clear();
         self.pending_deletes = segments;
         self.dirty = true;
         self.sync()
@@ -453,7 +592,11 @@ impl DiskQueue {
     fn leave_read_segment(&mut self, delete: bool) {
         self.reader = None;
         if delete {
-            self.pending_deletes.push(self.read.segment);
+            if self.options.retain_until_released {
+                self.awaiting_commit.push(self.read.segment);
+            } else {
+                self.pending_deletes.push(self.read.segment);
+            }
         }
         self.read = Position::new(self.read.segment + 1, 0);
         self.force_sync = true;

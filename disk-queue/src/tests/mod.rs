@@ -4,6 +4,7 @@ mod basic;
 mod go_fixture;
 mod model;
 mod recovery;
+mod retain;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub(crate) fn small_options(max_bytes_per_file: u64) -> Options {
         sync_timeout: std::time::Duration::from_secs(3600),
         min_record_size: 0,
         max_record_size: 64 * 1024,
+        retain_until_released: false,
     }
 }
 
