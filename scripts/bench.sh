@@ -22,6 +22,7 @@
 #   --rdy N           RDY               2500                      RDY per reader connection
 #   --reader-runfor D READER_RUNFOR     120s                      cap on the reader's duration
 #   --mem-queue-size N MEM_QUEUE_SIZE   10000000                  nsqd --mem-queue-size
+#   --durable         DURABLE=1                                   nsqd --durable (ack after fsync)
 #   --topic NAME      TOPIC             sub_bench
 #   --channel NAME    CHANNEL           ch
 #   --no-build        NO_BUILD=1                                  use the binaries as they are
@@ -32,6 +33,9 @@
 # Each run ends with a machine-readable line:
 #   BENCH label=<candidate|baseline> nsqd=<path> pub_msgs=… pub_msgs_per_sec=… pub_mib_per_sec=…
 #         sub_msgs=… sub_msgs_per_sec=… sub_mib_per_sec=… peak_rss_kib=…
+#         pub_cmds_per_sec=… commits_per_sec=… fsyncs_per_sec=…
+# (publish commands, group commits and fsync calls per second of the writer phase, from nsqd's
+# /metrics; commits and fsyncs are 0 without --durable, and n/a for an nsqd without /metrics).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,6 +56,7 @@ CHANNEL=${CHANNEL:-ch}
 NO_BUILD=${NO_BUILD:-}
 BENCH_BIN=${BENCH_BIN:-target/release/nsq-bench}
 KEEP_DATA=${KEEP_DATA:-}
+DURABLE=${DURABLE:-}
 read -r -a EXTRA_NSQD_FLAGS <<<"${NSQD_FLAGS:-}"
 
 usage() {
@@ -75,11 +80,14 @@ while [[ $# -gt 0 ]]; do
         --topic) TOPIC=$2; shift 2 ;;
         --channel) CHANNEL=$2; shift 2 ;;
         --no-build) NO_BUILD=1; shift ;;
+        --durable) DURABLE=1; shift ;;
         -h|--help) usage 0 ;;
         --) shift; EXTRA_NSQD_FLAGS+=("$@"); break ;;
         *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
     esac
 done
+
+[[ -n "$DURABLE" ]] && EXTRA_NSQD_FLAGS+=(--durable)
 
 log() { echo "bench.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -117,6 +125,16 @@ value() {
 # peak_rss_kib PID: VmHWM of a live process, in KiB.
 peak_rss_kib() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# metric HTTP_ADDRESS NAME: a counter from nsqd's /metrics ("" if unavailable).
+metric() {
+    curl -fsS "http://$1/metrics" 2>/dev/null | awk -v name="$2" '$1 == name { print $2 }' || true
+}
+
+# per_sec AFTER BEFORE SECS: (AFTER - BEFORE) / SECS, "n/a" when a value is missing.
+per_sec() {
+    awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { if (a == "" || b == "" || s + 0 == 0) print "n/a"; else printf "%.1f\n", (a - b) / s }'
 }
 
 # stop_nsqd PID: SIGTERM, wait up to 60 s (nsqd flushes queues on exit), then SIGKILL.
@@ -158,6 +176,12 @@ run_one() {
     done
     [[ -n "$address" ]] || { cat "$nsqd_log" >&2; die "$binary did not report its TCP address"; }
     log "$label: $binary (pid $NSQD_PID) on $address"
+    local http_address
+    http_address=$(grep -o 'HTTP: listening on 127\.0\.0\.1:[0-9]\+' "$nsqd_log" | head -n 1 |
+        sed 's/^HTTP: listening on //') || true
+    local rounds_before fsyncs_before
+    rounds_before=$(metric "$http_address" nsqd_durable_commit_rounds_total)
+    fsyncs_before=$(metric "$http_address" nsqd_durable_fsyncs_total)
 
     local writer_out reader_out
     writer_out=$("$BENCH_BIN" writer --nsqd-tcp-address "$address" --topic "$TOPIC" \
@@ -168,6 +192,11 @@ run_one() {
     writer_result=$(grep '^RESULT writer ' <<<"$writer_out" | tail -n 1)
     pub_msgs=$(value msgs "$writer_result")
     [[ -n "$pub_msgs" ]] || die "no RESULT line from the writer"
+    local writer_secs commits_per_sec fsyncs_per_sec pub_cmds_per_sec
+    writer_secs=$(value secs "$writer_result")
+    commits_per_sec=$(per_sec "$(metric "$http_address" nsqd_durable_commit_rounds_total)" "$rounds_before" "$writer_secs")
+    fsyncs_per_sec=$(per_sec "$(metric "$http_address" nsqd_durable_fsyncs_total)" "$fsyncs_before" "$writer_secs")
+    pub_cmds_per_sec=$(awk -v m="$pub_msgs" -v b="$BATCH_SIZE" -v s="$writer_secs" 'BEGIN { if (s + 0 == 0 || b + 0 == 0) print "n/a"; else printf "%.1f\n", m / b / s }')
 
     reader_out=$("$BENCH_BIN" reader --nsqd-tcp-address "$address" --topic "$TOPIC" \
         --channel "$CHANNEL" --rdy "$RDY" --runfor "$READER_RUNFOR" \
@@ -201,6 +230,8 @@ run_one() {
     printf '  SUB: %12s msgs/s %10s MiB/s  (%s msgs in %s s)\n' \
         "$(value msgs_per_sec "$reader_result")" "$(value mib_per_sec "$reader_result")" \
         "$sub_msgs" "$(value secs "$reader_result")"
+    printf '  writer phase: %s MPUB commands/s, %s group commits/s, %s fsyncs/s\n' \
+        "$pub_cmds_per_sec" "$commits_per_sec" "$fsyncs_per_sec"
     printf '  peak RSS: %s MiB\n' "$(awk -v kib="$rss_kib" 'BEGIN { printf "%.1f", kib / 1024 }')"
     LAST_BENCH="BENCH label=$label nsqd=$binary pub_msgs=$pub_msgs"
     LAST_BENCH+=" pub_msgs_per_sec=$(value msgs_per_sec "$writer_result")"
@@ -209,6 +240,7 @@ run_one() {
     LAST_BENCH+=" sub_msgs_per_sec=$(value msgs_per_sec "$reader_result")"
     LAST_BENCH+=" sub_mib_per_sec=$(value mib_per_sec "$reader_result")"
     LAST_BENCH+=" peak_rss_kib=$rss_kib"
+    LAST_BENCH+=" pub_cmds_per_sec=$pub_cmds_per_sec commits_per_sec=$commits_per_sec fsyncs_per_sec=$fsyncs_per_sec"
     echo "$LAST_BENCH"
 }
 

@@ -4,10 +4,18 @@
 //! Each disk-queue record is one message with a small header:
 //!
 //! ```text
-//! offset 0   1 byte   record kind: 0x01
+//! offset 0   1 byte   record kind: 0x01 message, 0x02 relocated copy (durable mode)
 //! offset 1   8 bytes  i64 BE   due time, ns since the Unix epoch (0 = not deferred)
 //! offset 9   …        the message: 8-byte timestamp, 2-byte attempts, 16-byte ID, body
 //! ```
+//!
+//! In durable mode (`--durable`) a channel's queue retains read records until the channel
+//! releases them (FIN, or the message was relocated), so a crash replays every message not yet
+//! finished. A message that stays unfinished for long (deferred, or held in flight) would keep old
+//! segments alive; the channel then *relocates* it: it appends a copy (kind 0x02, with the current
+//! attempts and due time) and releases the old record. While the process runs, a relocated copy
+//! read back is skipped (the message is in memory); after a restart every copy before the write
+//! position found at open is replayed like any message.
 //!
 //! Keeping the due time on disk is what lets a deferred message survive a restart and still wait
 //! for its original due time (upstream delivers it at once). A backlog left by upstream nsqd
@@ -17,7 +25,7 @@
 //! The disk queue sits behind its own mutex, never the channel's or topic's: file I/O never
 //! happens under a topic or channel lock.
 
-use nsq_diskqueue::{DiskQueue, Options};
+use nsq_diskqueue::{DiskQueue, Options, Position};
 use nsq_protocol::Message;
 use nsq_protocol::message::MESSAGE_HEADER_LEN;
 use parking_lot::Mutex;
@@ -26,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const RECORD_KIND_MESSAGE: u8 = 0x01;
+const RECORD_KIND_RELOCATED: u8 = 0x02;
 const RECORD_HEADER_LEN: usize = 1 + 8;
 
 /// Disk-queue settings from nsqd's flags.
@@ -37,6 +46,8 @@ pub struct DiskSettings {
     pub sync_every: u64,
     /// `--sync-timeout`.
     pub sync_timeout: Duration,
+    /// `--durable`: write-through, acknowledge after fsync, retain until finished.
+    pub durable: bool,
 }
 
 /// One message read back from disk, with its due time if it was deferred.
@@ -45,6 +56,10 @@ pub(crate) struct StoredMessage {
     pub(crate) message: Message,
     /// ns since the Unix epoch; `None` when deliverable at once.
     pub(crate) due_unix_ns: Option<i64>,
+    /// Where the record starts (what [`Backend::release`] takes in durable mode).
+    pub(crate) position: Position,
+    /// A relocated copy written by this process: the message is already in memory.
+    pub(crate) copy_in_memory: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +69,10 @@ pub(crate) struct Backend {
     queue: Mutex<Option<DiskQueue>>,
     depth: AtomicU64,
     undecodable: AtomicU64,
+    durable: bool,
+    /// The write position at open: relocated copies before it are replayed, later ones are
+    /// copies of messages in memory.
+    replay_end: Position,
 }
 
 impl Backend {
@@ -74,15 +93,19 @@ impl Backend {
                 max_msg_size + (RECORD_HEADER_LEN + MESSAGE_HEADER_LEN) as u64,
             )
             .unwrap_or(u32::MAX),
+            retain_until_released: settings.durable,
         };
         let mut queue = DiskQueue::open(dir, name, options)?;
         import_upstream(dir, name, &mut queue)?;
         let depth = queue.depth();
+        let replay_end = queue.write_position();
         Ok(Self {
             name: name.to_owned(),
             queue: Mutex::new(Some(queue)),
             depth: AtomicU64::new(depth),
             undecodable: AtomicU64::new(0),
+            durable: settings.durable,
+            replay_end,
         })
     }
 
@@ -100,21 +123,20 @@ impl Backend {
             + self.undecodable.load(Ordering::Relaxed)
     }
 
+    /// Whether this queue retains records until released (`--durable`).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     /// Appends messages (with optional due times) in one batch.
     pub(crate) fn put<'a>(
         &self,
         messages: impl IntoIterator<Item = (&'a Message, Option<i64>)>,
     ) -> Result<(), nsq_diskqueue::Error> {
-        let mut records: Vec<Vec<u8>> = Vec::new();
-        for (message, due) in messages {
-            let mut record = Vec::with_capacity(RECORD_HEADER_LEN + message.encoded_len());
-            record.push(RECORD_KIND_MESSAGE);
-            record.extend_from_slice(&due.unwrap_or(0).to_be_bytes());
-            let mut encoded = bytes::BytesMut::with_capacity(message.encoded_len());
-            message.encode_into(&mut encoded);
-            record.extend_from_slice(&encoded);
-            records.push(record);
-        }
+        let records: Vec<Vec<u8>> = messages
+            .into_iter()
+            .map(|(message, due)| encode_record(RECORD_KIND_MESSAGE, message, due))
+            .collect();
         if records.is_empty() {
             return Ok(());
         }
@@ -139,10 +161,11 @@ impl Backend {
             return Ok(());
         };
         while out.len() < max {
-            let Some(record) = queue.read_next()? else {
+            let Some(record) = queue.read_next_at()? else {
                 break;
             };
-            match decode_record(record) {
+            let (position, record) = record;
+            match decode_record(record, position, self.replay_end) {
                 Some(stored) => out.push(stored),
                 None => {
                     self.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +175,54 @@ impl Backend {
         }
         self.depth.store(queue.depth(), Ordering::Release);
         Ok(())
+    }
+
+    /// Durable mode: the records at `positions` are done (finished, or relocated).
+    pub(crate) fn release(&self, positions: impl IntoIterator<Item = Position>) {
+        if let Some(queue) = self.queue.lock().as_mut() {
+            for position in positions {
+                queue.release(position);
+            }
+        }
+    }
+
+    /// Durable mode: appends relocated copies (current attempts, due time) one by one and
+    /// returns where each landed.
+    pub(crate) fn relocate<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a Message, Option<i64>)>,
+    ) -> Result<Vec<Position>, nsq_diskqueue::Error> {
+        let records: Vec<Vec<u8>> = messages
+            .into_iter()
+            .map(|(message, due)| encode_record(RECORD_KIND_RELOCATED, message, due))
+            .collect();
+        let mut guard = self.queue.lock();
+        let queue = guard.as_mut().ok_or_else(deleted)?;
+        let positions = records
+            .iter()
+            .map(|record| queue.put_at(record))
+            .collect::<Result<Vec<_>, _>>();
+        self.depth.store(queue.depth(), Ordering::Release);
+        positions
+    }
+
+    /// Durable mode: the read segment, if records pinned by unfinished messages keep an older
+    /// segment alive (time to relocate those messages).
+    pub(crate) fn pinned_behind(&self) -> Option<u64> {
+        let guard = self.queue.lock();
+        let queue = guard.as_ref()?;
+        let read = queue.read_position().segment;
+        (queue.committed_position().segment < read).then_some(read)
+    }
+
+    /// fdatasyncs what was written so far (group commit), without holding the queue's lock
+    /// during the fsync. Returns the number of fsync calls.
+    pub(crate) fn sync_writes(&self) -> Result<u32, nsq_diskqueue::Error> {
+        let handle = match self.queue.lock().as_ref() {
+            Some(queue) => queue.write_sync()?,
+            None => return Ok(0),
+        };
+        handle.run()
     }
 
     /// Syncs if the sync policy says so (called periodically).
@@ -194,15 +265,34 @@ fn deleted() -> nsq_diskqueue::Error {
     }
 }
 
-fn decode_record(record: bytes::Bytes) -> Option<StoredMessage> {
-    if record.len() < RECORD_HEADER_LEN + MESSAGE_HEADER_LEN || record[0] != RECORD_KIND_MESSAGE {
+fn encode_record(kind: u8, message: &Message, due: Option<i64>) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + message.encoded_len());
+    record.push(kind);
+    record.extend_from_slice(&due.unwrap_or(0).to_be_bytes());
+    message.encode_to_vec(&mut record);
+    record
+}
+
+fn decode_record(
+    record: bytes::Bytes,
+    position: Position,
+    replay_end: Position,
+) -> Option<StoredMessage> {
+    if record.len() < RECORD_HEADER_LEN + MESSAGE_HEADER_LEN {
         return None;
     }
+    let copy_in_memory = match record[0] {
+        RECORD_KIND_MESSAGE => false,
+        RECORD_KIND_RELOCATED => position >= replay_end,
+        _ => return None,
+    };
     let due = i64::from_be_bytes(record[1..RECORD_HEADER_LEN].try_into().ok()?);
     let message = Message::decode(record.slice(RECORD_HEADER_LEN..))?;
     Some(StoredMessage {
         message,
         due_unix_ns: (due != 0).then_some(due),
+        position,
+        copy_in_memory,
     })
 }
 
@@ -252,6 +342,7 @@ mod tests {
             max_bytes_per_file: 4096,
             sync_every: 10,
             sync_timeout: Duration::from_secs(2),
+            durable: false,
         }
     }
 

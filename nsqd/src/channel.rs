@@ -7,13 +7,21 @@
 //! overflow, sampling, empty or delete). No I/O and no `.await` happen under the lock: messages
 //! beyond `--mem-queue-size` are written to the backend after the lock is released, and read back
 //! (`refill`) by a consumer that found the memory queue empty.
+//!
+//! Durable mode (`--durable`): every message goes to the disk backend first (the memory queue only
+//! holds what consumers read back), and each message in memory remembers where its record starts
+//! (`pins`). FIN releases that record; REQ with a delay, and messages that stay unfinished while
+//! the reader moves on a whole segment, are relocated (a fresh copy with current attempts and due
+//! time is appended, then the old record released). Invariant: a message in memory whose record
+//! is released has a relocated copy at its pin, so a crash replays every unfinished message.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, StoredMessage};
 use crate::client::{ClientId, ClientShared};
 use crate::deferred::Deferred;
 use crate::e2e::{E2eWindows, LatencyHistogram};
 use crate::in_flight::{InFlight, InFlightEntry, NotInFlight};
 use crate::settings::Settings;
+use nsq_diskqueue::Position;
 use nsq_protocol::{ChannelName, Message, MessageId, TopicName};
 use parking_lot::Mutex;
 use rand::Rng;
@@ -35,8 +43,9 @@ pub struct Channel {
     pub topic_name: TopicName,
     settings: Arc<Settings>,
     state: Mutex<ChannelState>,
-    /// Disk queue for overflow and shutdown (none for ephemeral channels).
-    backend: Option<Backend>,
+    /// Disk queue for overflow and shutdown (none for ephemeral channels); in durable mode the
+    /// queue every message passes through.
+    backend: Option<Arc<Backend>>,
     /// Woken (all waiters) when messages become deliverable: put, requeue, unpause.
     ready: Arc<Notify>,
     /// Woken when a deadline earlier than the timer's current one is inserted.
@@ -59,6 +68,8 @@ struct ChannelState {
     timer_deadline: Option<Instant>,
     /// Publish-to-FIN latency, created on the first FIN when percentiles are configured.
     e2e: Option<E2eWindows>,
+    /// Durable mode: where the record of each message in memory starts.
+    pins: FxHashMap<MessageId, Position>,
 }
 
 /// Why SUB could not join this channel.
@@ -133,7 +144,7 @@ impl Channel {
         topic_name: TopicName,
         name: ChannelName,
         settings: Arc<Settings>,
-        backend: Option<Backend>,
+        backend: Option<Arc<Backend>>,
     ) -> Arc<Self> {
         let channel = Arc::new(Self {
             name,
@@ -164,6 +175,16 @@ impl Channel {
         self.deleted.load(Ordering::Acquire)
     }
 
+    /// The disk queue a durable publish to this channel must commit (`None` outside durable
+    /// mode and for ephemeral channels).
+    pub(crate) fn durable_backend(&self) -> Option<&Arc<Backend>> {
+        self.backend.as_ref().filter(|backend| backend.is_durable())
+    }
+
+    fn is_durable(&self) -> bool {
+        self.settings.disk.durable && !self.is_ephemeral()
+    }
+
     /// The notifier consumers wait on while the queue is empty or the channel paused.
     pub(crate) fn ready_notify(&self) -> &Arc<Notify> {
         &self.ready
@@ -176,6 +197,9 @@ impl Channel {
         &self,
         messages: impl IntoIterator<Item = Message>,
     ) -> Result<(), BackendFailed> {
+        if self.is_durable() {
+            return self.put_durable(messages.into_iter().collect(), None);
+        }
         let mut n_put = 0u64;
         let mut overflow = Vec::new();
         {
@@ -197,6 +221,26 @@ impl Channel {
         self.message_count.fetch_add(n_put, Ordering::Relaxed);
         self.ready.notify_waiters();
         spilled
+    }
+
+    /// Durable mode: every message goes to the disk queue; consumers read it back.
+    fn put_durable(
+        &self,
+        messages: Vec<Message>,
+        due_unix_ns: Option<i64>,
+    ) -> Result<(), BackendFailed> {
+        if self.is_deleted() || messages.is_empty() {
+            return Ok(());
+        }
+        if self.backend.is_none() {
+            return Err(BackendFailed("disk queue unavailable".to_owned()));
+        }
+        self.spill(&messages, due_unix_ns)?;
+        self.message_count
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        // Deferred records too: a waiting consumer reads them into the deferred queue.
+        self.ready.notify_waiters();
+        Ok(())
     }
 
     /// Writes messages to the disk backend (with their due time, if deferred).
@@ -231,8 +275,15 @@ impl Channel {
             }
             let now_ns = crate::topic::unix_now_ns();
             let now = Instant::now();
+            let mut duplicates = Vec::new();
             let mut state = self.state.lock();
+            if self.is_deleted() {
+                break;
+            }
             for stored in batch {
+                let Some(stored) = self.pin_read(&mut state, stored, &mut duplicates) else {
+                    continue;
+                };
                 match stored.due_unix_ns {
                     Some(due) if due > now_ns => {
                         let due = now + Duration::from_nanos((due - now_ns) as u64);
@@ -245,11 +296,131 @@ impl Channel {
                     }
                 }
             }
+            drop(state);
+            if !duplicates.is_empty() {
+                backend.release(duplicates);
+            }
         }
         if ready > 0 {
             self.ready.notify_waiters();
         }
         ready
+    }
+
+    /// Durable mode: records where a message read from disk lives. Returns `None` for records
+    /// that must not enter memory: a relocated copy of a message already in memory, or a second
+    /// copy of a message replayed after a crash (its record goes to `duplicates` to release).
+    fn pin_read(
+        &self,
+        state: &mut ChannelState,
+        stored: StoredMessage,
+        duplicates: &mut Vec<Position>,
+    ) -> Option<StoredMessage> {
+        if !self.is_durable() {
+            return Some(stored);
+        }
+        if stored.copy_in_memory {
+            return None;
+        }
+        match state.pins.entry(stored.message.id) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                duplicates.push(stored.position);
+                None
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(stored.position);
+                Some(stored)
+            }
+        }
+    }
+
+    /// Durable mode: appends fresh copies of in-memory messages (with their current attempts
+    /// and due times), moves their pins to the copies and releases the old records. A message
+    /// finished meanwhile has its copy released instead.
+    fn relocate(&self, moves: Vec<(Message, Option<i64>, Position)>) -> Result<(), BackendFailed> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let positions = backend
+            .relocate(moves.iter().map(|(message, due, _)| (message, *due)))
+            .map_err(|err| {
+                tracing::error!("CHANNEL({}): disk write failed - {err}", self.name);
+                BackendFailed(err.to_string())
+            })?;
+        let mut released = Vec::with_capacity(moves.len());
+        {
+            let mut state = self.state.lock();
+            for ((message, _, old), new) in moves.iter().zip(positions) {
+                match state.pins.get_mut(&message.id) {
+                    Some(pin) if *pin == *old => {
+                        *pin = new;
+                        released.push(*old);
+                    }
+                    _ => released.push(new),
+                }
+            }
+        }
+        backend.release(released);
+        Ok(())
+    }
+
+    /// Durable mode: relocates the messages whose records keep a segment the reader has left
+    /// alive (long-deferred or long in-flight messages), so finished segments can be deleted.
+    /// Called from the periodic sync.
+    pub(crate) fn relocate_pinned(&self) {
+        let Some(backend) = self.durable_backend() else {
+            return;
+        };
+        let Some(read_segment) = backend.pinned_behind() else {
+            return;
+        };
+        let now_ns = crate::topic::unix_now_ns();
+        let now = Instant::now();
+        let moves: Vec<(Message, Option<i64>, Position)> = {
+            let state = self.state.lock();
+            let old = |id: &MessageId| {
+                state
+                    .pins
+                    .get(id)
+                    .filter(|pin| pin.segment < read_segment)
+                    .copied()
+            };
+            let mut moves = Vec::new();
+            for message in &state.queue {
+                if let Some(pin) = old(&message.id) {
+                    moves.push((message.clone(), None, pin));
+                }
+            }
+            for entry in state.in_flight.iter() {
+                if let Some(pin) = old(&entry.message.id) {
+                    moves.push((entry.message.clone(), None, pin));
+                }
+            }
+            for (message, due) in state.deferred.iter() {
+                if let Some(pin) = old(&message.id) {
+                    let wait = due.saturating_duration_since(now).as_nanos() as i64;
+                    moves.push((
+                        message.clone(),
+                        Some(now_ns.saturating_add(wait.max(1))),
+                        pin,
+                    ));
+                }
+            }
+            moves
+        };
+        if !moves.is_empty() {
+            tracing::debug!(
+                "CHANNEL({}): relocating {} unfinished messages out of old segments",
+                self.name,
+                moves.len()
+            );
+        }
+        if let Err(err) = self.relocate(moves) {
+            tracing::error!("CHANNEL({}): relocation failed - {err}", self.name);
+        }
     }
 
     /// Writes everything in memory, in flight and deferred to the disk backend and syncs it
@@ -258,6 +429,10 @@ impl Channel {
         let Some(backend) = &self.backend else {
             return Ok(());
         };
+        if backend.is_durable() {
+            // Everything unfinished is already on disk and pinned: make the positions durable.
+            return backend.sync().map_err(|err| BackendFailed(err.to_string()));
+        }
         let now_ns = crate::topic::unix_now_ns();
         let now = Instant::now();
         let (ready, deferred) = {
@@ -306,6 +481,11 @@ impl Channel {
         messages: impl IntoIterator<Item = Message>,
         due: Instant,
     ) -> Result<(), BackendFailed> {
+        if self.is_durable() {
+            let wait = due.saturating_duration_since(Instant::now()).as_nanos() as i64;
+            let due_ns = crate::topic::unix_now_ns().saturating_add(wait.max(1));
+            return self.put_durable(messages.into_iter().collect(), Some(due_ns));
+        }
         let mut n_put = 0u64;
         let mut state = self.state.lock();
         if self.is_deleted() {
@@ -430,6 +610,8 @@ impl Channel {
         // One clock read per batch, and only when e2e latency is tracked.
         let e2e_clock = (!self.settings.e2e_percentiles.is_empty())
             .then(|| (crate::topic::unix_now_ns(), Instant::now()));
+        let durable = self.is_durable();
+        let mut released = Vec::new();
         let mut state = self.state.lock();
         if let (Some((_, now)), Some(windows)) = (e2e_clock, state.e2e.as_mut()) {
             windows.rotate(now);
@@ -438,6 +620,9 @@ impl Channel {
             match state.in_flight.remove(id, client) {
                 Ok(entry) => {
                     finished += 1;
+                    if durable && let Some(pin) = state.pins.remove(id) {
+                        released.push(pin);
+                    }
                     if let Some((now_ns, now)) = e2e_clock {
                         let window = self.settings.e2e_window;
                         state
@@ -448,6 +633,12 @@ impl Channel {
                 }
                 Err(reason) => on_error(id, reason),
             }
+        }
+        drop(state);
+        if let Some(backend) = self.durable_backend()
+            && !released.is_empty()
+        {
+            backend.release(released);
         }
         finished
     }
@@ -469,8 +660,21 @@ impl Channel {
             self.ready.notify_waiters();
         } else {
             let due = now + delay;
+            let relocation = self.is_durable().then(|| {
+                let due_ns = crate::topic::unix_now_ns().saturating_add(delay.as_nanos() as i64);
+                let pin = state.pins.get(id).copied();
+                (entry.message.clone(), Some(due_ns), pin)
+            });
             state.deferred.push(entry.message, due);
             self.schedule_timer(&mut state, due);
+            drop(state);
+            // Durable mode: the delay must survive a crash, so the message moves to a new record
+            // that carries its due time.
+            if let Some((message, due_ns, Some(pin))) = relocation
+                && let Err(err) = self.relocate(vec![(message, due_ns, pin)])
+            {
+                tracing::error!("CHANNEL({}): relocation failed - {err}", self.name);
+            }
         }
         Ok(())
     }
@@ -516,6 +720,7 @@ impl Channel {
             state.queue.clear();
             state.in_flight.drain().for_each(drop);
             state.deferred.drain().for_each(drop);
+            state.pins.clear();
             state.consumers.values().cloned().collect()
         };
         for consumer in consumers {
@@ -532,6 +737,7 @@ impl Channel {
             state.queue.clear();
             state.in_flight.drain().for_each(drop);
             state.deferred.drain().for_each(drop);
+            state.pins.clear();
             state.consumers.drain().map(|(_, client)| client).collect()
         };
         for consumer in consumers {
@@ -557,7 +763,10 @@ impl Channel {
     /// Counters and sizes for `/stats`.
     pub fn snapshot(&self) -> ChannelSnapshot {
         // Read before taking the channel lock: it waits on the disk queue's lock.
-        let corrupt_records = self.backend.as_ref().map_or(0, Backend::corrupt_records);
+        let corrupt_records = self
+            .backend
+            .as_ref()
+            .map_or(0, |backend| backend.corrupt_records());
         let mut state = self.state.lock();
         ChannelSnapshot {
             name: self.name.clone(),
@@ -579,7 +788,7 @@ impl Channel {
     }
 
     fn backend_depth(&self) -> u64 {
-        self.backend.as_ref().map_or(0, Backend::depth)
+        self.backend.as_ref().map_or(0, |backend| backend.depth())
     }
 
     /// Wakes the timer if `deadline` is earlier than what it sleeps until.

@@ -19,7 +19,9 @@
 use crate::auth::{AuthClient, AuthRequest, AuthState};
 use crate::channel::{Channel, TakeRequest};
 use crate::client::ClientShared;
+use crate::commit::CommitTicket;
 use crate::nsqd::Nsqd;
+use crate::protocol_v2::PublishedBatch;
 use crate::tls::{HANDSHAKE_TIMEOUT, TlsSessionInfo};
 use crate::topic::Topic;
 use crate::upgrade::{DECOMPRESS_CHUNK, Layers, Rewind, Transport, WIRE_IN_LIMIT};
@@ -104,6 +106,8 @@ pub(crate) enum Pending {
     /// The cached authorizations expired: re-query, then execute this command (`None`: the MPUB
     /// pre-body check, which then runs again).
     Refresh(Option<Command>),
+    /// Durable mode: a publish is on disk; answer once the group commit covers it.
+    Commit(CommitTicket, PublishedBatch),
 }
 
 /// What one pass over the input did.
@@ -520,6 +524,16 @@ impl Connection {
             }
             Pending::Refresh(command) => {
                 self.refresh_auth(command, shutdown).await;
+                true
+            }
+            Pending::Commit(ticket, published) => {
+                match self.nsqd.committed(ticket).await {
+                    Ok(()) => self.acknowledge(published),
+                    Err(err) => self.report(ClientError::new(
+                        published.failed,
+                        format!("{} failed {err}", published.name),
+                    )),
+                }
                 true
             }
         }

@@ -64,6 +64,11 @@ impl Deferred {
         self.heap.pop().map(|entry| entry.message)
     }
 
+    /// Every entry with its due time, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Message, Instant)> + '_ {
+        self.heap.iter().map(|entry| (&entry.message, entry.due))
+    }
+
     /// Removes every entry, with its due time.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Message, Instant)> + '_ {
         self.heap.drain().map(|entry| (entry.message, entry.due))

@@ -126,6 +126,11 @@ impl InFlight {
         self.entries.remove(&id)
     }
 
+    /// Every entry, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &InFlightEntry> + '_ {
+        self.entries.values()
+    }
+
     /// Removes every entry (channel empty, shutdown flush).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = InFlightEntry> + '_ {
         self.deadlines.clear();

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backend;
 pub mod channel;
 pub mod client;
+pub mod commit;
 mod connection;
 mod deferred;
 pub mod e2e;
@@ -129,6 +130,7 @@ pub fn settings_from(options: &Options) -> Settings {
             max_bytes_per_file: options.max_bytes_per_file,
             sync_every: options.sync_every,
             sync_timeout: options.sync_timeout,
+            durable: options.durable,
         },
     }
 }

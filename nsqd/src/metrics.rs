@@ -43,7 +43,31 @@ pub fn render(nsqd: &Nsqd, uptime: Duration) -> String {
         ..StatsFilter::default()
     };
     let document = stats(nsqd, &filter);
-    render_document(&document, uptime, memory_stats().heap_in_use_bytes)
+    let mut text = render_document(&document, uptime, memory_stats().heap_in_use_bytes);
+    let commits = nsqd.commit_counters();
+    for (name, help, value) in [
+        (
+            "nsqd_durable_commit_rounds_total",
+            "Group commits run (--durable): each makes every publish waiting at its start durable.",
+            commits.rounds,
+        ),
+        (
+            "nsqd_durable_fsyncs_total",
+            "fdatasync/fsync calls made by group commits.",
+            commits.fsyncs,
+        ),
+        (
+            "nsqd_durable_commit_requests_total",
+            "Publishes (and topic-to-channel hand-overs) acknowledged after a group commit.",
+            commits.requests,
+        ),
+    ] {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    text
 }
 
 fn render_document(document: &Stats, uptime: Duration, resident_bytes: u64) -> String {

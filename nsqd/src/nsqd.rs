@@ -2,6 +2,7 @@
 //! node's identity (addresses, start time, settings).
 
 use crate::client::{ClientId, ClientShared};
+use crate::commit::{CommitCounters, CommitTicket, GroupCommit};
 use crate::settings::Settings;
 use crate::topic::{PublishError, Topic};
 use bytes::Bytes;
@@ -30,6 +31,8 @@ pub struct Nsqd {
     pub start_time: i64,
     /// The node's public identity, set once the listeners are bound.
     pub identity: OnceLock<NodeIdentity>,
+    /// Durable mode's acknowledgement point.
+    commit: Arc<GroupCommit>,
 }
 
 /// How the node presents itself (`/info`, lookupd registration).
@@ -66,6 +69,7 @@ impl Nsqd {
             health: parking_lot::RwLock::new(None),
             start_time,
             identity: OnceLock::new(),
+            commit: Arc::new(GroupCommit::new()),
         }
     }
 
@@ -86,6 +90,7 @@ impl Nsqd {
             name.clone(),
             Arc::clone(&self.settings),
             self.events.clone(),
+            Arc::clone(&self.commit),
         ));
         self.topics.insert(name.clone(), Arc::clone(&topic));
         self.events.emit(RegistryEvent::TopicCreated(name.clone()));
@@ -141,14 +146,30 @@ impl Nsqd {
         topics
     }
 
-    /// Publishes to a topic, creating it if needed. A topic deleted concurrently (an ephemeral
-    /// topic losing its last channel) is looked up again rather than failing the publisher.
-    pub fn publish(
+    /// Publishes to a topic, creating it if needed, and waits (durable mode) until an fsync
+    /// covers the messages. A topic deleted concurrently (an ephemeral topic losing its last
+    /// channel) is looked up again rather than failing the publisher.
+    pub async fn publish(
         &self,
         topic_name: &TopicName,
         bodies: &[Bytes],
         defer: Option<Duration>,
     ) -> Result<(), PublishError> {
+        match self.publish_written(topic_name, bodies, defer)? {
+            Some(ticket) => self.committed(ticket).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The synchronous part of [`publish`](Self::publish): the messages are in their queues
+    /// (memory or disk). In durable mode it returns the commit to wait for before acknowledging
+    /// ([`committed`](Self::committed)).
+    pub(crate) fn publish_written(
+        &self,
+        topic_name: &TopicName,
+        bodies: &[Bytes],
+        defer: Option<Duration>,
+    ) -> Result<Option<CommitTicket>, PublishError> {
         let mut attempt = 0;
         loop {
             let topic = self.topic(topic_name);
@@ -158,13 +179,33 @@ impl Nsqd {
                     self.set_health(Some(err.clone()));
                     return Err(PublishError::Backend(err));
                 }
-                Ok(()) => {
+                Ok(written) if written.is_empty() => {
                     self.set_health(None);
-                    return Ok(());
+                    return Ok(None);
                 }
-                result => return result,
+                Ok(written) => return Ok(Some(self.commit.request(&written))),
+                Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Waits for a durable publish's commit.
+    pub(crate) async fn committed(&self, ticket: CommitTicket) -> Result<(), PublishError> {
+        match self.commit.wait(ticket).await {
+            Ok(()) => {
+                self.set_health(None);
+                Ok(())
+            }
+            Err(err) => {
+                self.set_health(Some(err.clone()));
+                Err(PublishError::Backend(err))
+            }
+        }
+    }
+
+    /// Durable mode's group-commit counters.
+    pub fn commit_counters(&self) -> CommitCounters {
+        self.commit.counters()
     }
 
     /// Deletes a topic and everything in it. Returns whether it existed.

@@ -57,6 +57,13 @@ pub struct Options {
     /// Messages kept in memory per topic and per channel.
     #[arg(long, default_value_t = 10_000)]
     pub mem_queue_size: usize,
+    /// Durable mode (nsq-rs addition): PUB, MPUB and DPUB are acknowledged only after an fsync
+    /// covers their messages (concurrent publishers share one fsync), and messages in flight or
+    /// deferred survive a crash (kill -9): every acknowledged message not yet FINished is
+    /// delivered again after restart. Every message passes through the disk queue;
+    /// --mem-queue-size then only bounds read-ahead.
+    #[arg(long, default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub durable: bool,
     /// Default time to wait for a FIN before requeueing.
     #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
     pub msg_timeout: Duration,

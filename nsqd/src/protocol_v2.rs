@@ -258,16 +258,43 @@ impl Connection {
         topic: &TopicName,
         bodies: &[Bytes],
         defer: Option<Duration>,
-        name: &str,
+        name: &'static str,
         failed: ErrorCode,
     ) -> Result<(), ClientError> {
-        self.nsqd
-            .publish(topic, bodies, defer)
+        let written = self
+            .nsqd
+            .publish_written(topic, bodies, defer)
             .map_err(|err| ClientError::new(failed, format!("{name} failed {err}")))?;
-        self.client.count_published(topic, bodies.len() as u64);
-        self.respond(nsq_protocol::frame::OK);
+        let published = PublishedBatch {
+            topic: topic.clone(),
+            count: bodies.len() as u64,
+            name,
+            failed,
+        };
+        match written {
+            // Durable mode: the loop answers once the commit covers the messages.
+            Some(ticket) => self.pending = Some(Pending::Commit(ticket, published)),
+            None => self.acknowledge(published),
+        }
         Ok(())
     }
+
+    /// Counts a publish and answers `OK`.
+    pub(crate) fn acknowledge(&mut self, published: PublishedBatch) {
+        self.client
+            .count_published(&published.topic, published.count);
+        self.respond(nsq_protocol::frame::OK);
+    }
+}
+
+/// A publish written to its queues, to acknowledge (or fail) once durable.
+#[derive(Debug)]
+pub(crate) struct PublishedBatch {
+    pub(crate) topic: TopicName,
+    pub(crate) count: u64,
+    /// Command name for the error text.
+    pub(crate) name: &'static str,
+    pub(crate) failed: ErrorCode,
 }
 
 /// Outcome of an auth check that did not fail.

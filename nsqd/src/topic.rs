@@ -7,12 +7,18 @@
 //! the topic is unpaused the memory backlog is handed over at once and a drain task moves the disk
 //! backlog. Each channel gets its own `Message` sharing the same `Bytes` body.
 //!
+//! Durable mode (`--durable`): a topic that cannot route writes every message to its disk queue
+//! (no memory backlog), and the drain task releases a record only after the channels' copies are
+//! committed. [`Topic::publish`] returns the disk queues the publish wrote, for the caller to
+//! commit before acknowledging.
+//!
 //! Lock order: topic state, then channel state. A channel never takes its topic's lock. No file
 //! I/O happens under the topic lock: opening a channel's disk queue happens under `create_lock`,
 //! which only channel creation takes.
 
 use crate::backend::Backend;
 use crate::channel::{BackendFailed, Channel, ChannelSnapshot};
+use crate::commit::GroupCommit;
 use crate::guid::GuidFactory;
 use crate::nsqd::{RegistryEvent, RegistryEvents};
 use crate::settings::Settings;
@@ -30,6 +36,8 @@ type Backlog = Vec<(Message, Option<Instant>)>;
 
 /// Messages moved per step of the disk-backlog drain.
 const DRAIN_BATCH: usize = 256;
+/// Durable mode: each step of the drain waits for a group commit, so steps are larger.
+const DURABLE_DRAIN_BATCH: usize = 4096;
 
 /// One topic.
 #[derive(Debug)]
@@ -40,7 +48,9 @@ pub struct Topic {
     events: RegistryEvents,
     state: Mutex<TopicState>,
     /// Disk queue for the backlog beyond `--mem-queue-size` (none for ephemeral topics).
-    backend: Option<Backend>,
+    backend: Option<Arc<Backend>>,
+    /// The node's group commit (durable mode's drain waits on it).
+    commit: Arc<GroupCommit>,
     /// Serialises channel creation, which opens a disk queue, without blocking publishers.
     create_lock: Mutex<()>,
     draining: AtomicBool,
@@ -106,7 +116,12 @@ pub(crate) fn unix_now_ns() -> i64 {
 }
 
 impl Topic {
-    pub(crate) fn new(name: TopicName, settings: Arc<Settings>, events: RegistryEvents) -> Self {
+    pub(crate) fn new(
+        name: TopicName,
+        settings: Arc<Settings>,
+        events: RegistryEvents,
+        commit: Arc<GroupCommit>,
+    ) -> Self {
         let guid = GuidFactory::new(settings.node_id);
         let backend = open_backend(&settings, &name, name.as_str());
         Self {
@@ -121,6 +136,7 @@ impl Topic {
                 guid,
             }),
             backend,
+            commit,
             create_lock: Mutex::new(()),
             draining: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
@@ -139,12 +155,14 @@ impl Topic {
     }
 
     /// Accepts a batch of bodies (PUB: one; MPUB: many) with consecutive IDs; `defer` delays
-    /// delivery (DPUB).
+    /// delivery (DPUB). Returns the disk queues written in durable mode (to commit before
+    /// acknowledging; empty otherwise).
     pub(crate) fn publish(
         &self,
         bodies: impl ExactSizeIterator<Item = Bytes>,
         defer: Option<Duration>,
-    ) -> Result<(), PublishError> {
+    ) -> Result<Vec<Arc<Backend>>, PublishError> {
+        let durable = self.is_durable();
         let timestamp = unix_now_ns();
         let defer = defer.filter(|delay| !delay.is_zero());
         let due = defer.map(|delay| Instant::now() + delay);
@@ -165,6 +183,8 @@ impl Topic {
             }
             if state.can_route() {
                 targets = Arc::clone(&state.routes);
+            } else if durable {
+                overflow = std::mem::take(&mut messages);
             } else {
                 let cap = self.settings.mem_queue_size;
                 for message in messages.drain(..) {
@@ -190,10 +210,30 @@ impl Topic {
             Some(backend) if !overflow.is_empty() => backend
                 .put(overflow.iter().map(|message| (message, due_unix_ns)))
                 .map_err(|err| PublishError::Backend(err.to_string())),
+            None if durable && !overflow.is_empty() => {
+                Err(PublishError::Backend("disk queue unavailable".to_owned()))
+            }
             _ => Ok(()),
         };
         routed?;
-        spilled
+        spilled?;
+        if !durable {
+            return Ok(Vec::new());
+        }
+        let mut written: Vec<Arc<Backend>> = targets
+            .iter()
+            .filter_map(|channel| channel.durable_backend().cloned())
+            .collect();
+        if !overflow.is_empty()
+            && let Some(backend) = &self.backend
+        {
+            written.push(Arc::clone(backend));
+        }
+        Ok(written)
+    }
+
+    fn is_durable(&self) -> bool {
+        self.settings.disk.durable && !self.is_ephemeral()
     }
 
     /// A non-ephemeral topic whose disk queue could not be opened keeps everything in memory
@@ -271,7 +311,7 @@ impl Topic {
             state.refresh_routes();
             state.take_backlog()
         };
-        hand_over(&targets, backlog);
+        let _ = hand_over(&targets, backlog);
         let created: Vec<ChannelName> = new_channels.iter().map(|c| c.name.clone()).collect();
         for name in &created {
             tracing::info!(topic = %self.name, channel = %name, "TOPIC({}): new channel({name})", self.name);
@@ -344,7 +384,7 @@ impl Topic {
             state.paused = paused;
             state.take_backlog()
         };
-        hand_over(&targets, backlog);
+        let _ = hand_over(&targets, backlog);
         if !paused {
             self.start_drain();
         }
@@ -433,6 +473,9 @@ impl Topic {
 
     /// Syncs the topic's and channels' disk queues where their policy says so.
     pub(crate) fn sync_backends(&self) {
+        for channel in self.channels() {
+            channel.relocate_pinned();
+        }
         if let Some(backend) = &self.backend
             && let Err(err) = backend.sync_if_needed()
         {
@@ -453,7 +496,7 @@ impl Topic {
                 state.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
-        let backend_depth = self.backend.as_ref().map_or(0, Backend::depth);
+        let backend_depth = self.backend.as_ref().map_or(0, |backend| backend.depth());
         TopicSnapshot {
             name: self.name.clone(),
             depth: memory_depth + backend_depth,
@@ -486,7 +529,14 @@ impl Topic {
                 };
                 let mut batch = Vec::new();
                 if let Some(backend) = &topic.backend
-                    && let Err(err) = backend.read_batch(DRAIN_BATCH, &mut batch)
+                    && let Err(err) = backend.read_batch(
+                        if topic.is_durable() {
+                            DURABLE_DRAIN_BATCH
+                        } else {
+                            DRAIN_BATCH
+                        },
+                        &mut batch,
+                    )
                 {
                     tracing::error!("TOPIC({}): disk read failed - {err}", topic.name);
                 }
@@ -495,6 +545,8 @@ impl Topic {
                 }
                 let now_ns = unix_now_ns();
                 let now = Instant::now();
+                let positions: Vec<nsq_diskqueue::Position> =
+                    batch.iter().map(|stored| stored.position).collect();
                 let backlog = batch
                     .into_iter()
                     .map(|stored| {
@@ -505,7 +557,28 @@ impl Topic {
                         (stored.message, due)
                     })
                     .collect();
-                hand_over(&targets, backlog);
+                let handed = hand_over(&targets, backlog);
+                if topic.is_durable()
+                    && let Some(backend) = &topic.backend
+                {
+                    // The topic's records go only once the channels' copies are durable.
+                    let written: Vec<Arc<Backend>> = targets
+                        .iter()
+                        .filter_map(|channel| channel.durable_backend().cloned())
+                        .collect();
+                    let committed = match handed {
+                        Ok(()) => topic.commit.commit(&written).await,
+                        Err(err) => Err(err.to_string()),
+                    };
+                    if let Err(err) = committed {
+                        tracing::error!(
+                            "TOPIC({}): backlog hand-over not durable, kept on disk until restart - {err}",
+                            topic.name
+                        );
+                        break;
+                    }
+                    backend.release(positions);
+                }
                 tokio::task::yield_now().await;
             }
             topic.draining.store(false, Ordering::Release);
@@ -535,10 +608,10 @@ impl TopicState {
 }
 
 /// Hands waiting messages to the channels: ready ones in one batch, deferred ones with the time
-/// they have left.
-fn hand_over(channels: &[Arc<Channel>], backlog: Backlog) {
+/// they have left. Every message is tried; the first failure is logged and returned.
+fn hand_over(channels: &[Arc<Channel>], backlog: Backlog) -> Result<(), PublishError> {
     if backlog.is_empty() {
-        return;
+        return Ok(());
     }
     let now = Instant::now();
     let mut ready = Vec::new();
@@ -553,11 +626,16 @@ fn hand_over(channels: &[Arc<Channel>], backlog: Backlog) {
     for (message, due) in deferred {
         results.push(fan_out(channels, vec![message], Some(due)));
     }
+    let mut outcome = Ok(());
     for result in results {
         if let Err(err) = result {
             tracing::error!("backlog hand-over failed - {err}");
+            if outcome.is_ok() {
+                outcome = Err(err);
+            }
         }
     }
+    outcome
 }
 
 /// Copies `messages` into every channel: the last channel gets the originals, the others copies
@@ -594,7 +672,11 @@ fn fan_out(
 
 /// Opens the disk queue `queue_name` for topic/channel `name`, unless the name is ephemeral. A
 /// failure is logged and the queue runs without disk.
-fn open_backend(settings: &Settings, name: &impl AsRef<str>, queue_name: &str) -> Option<Backend> {
+fn open_backend(
+    settings: &Settings,
+    name: &impl AsRef<str>,
+    queue_name: &str,
+) -> Option<Arc<Backend>> {
     if name
         .as_ref()
         .ends_with(nsq_protocol::names::EPHEMERAL_SUFFIX)
@@ -607,7 +689,7 @@ fn open_backend(settings: &Settings, name: &impl AsRef<str>, queue_name: &str) -
         &settings.disk,
         settings.limits.max_msg_size,
     ) {
-        Ok(backend) => Some(backend),
+        Ok(backend) => Some(Arc::new(backend)),
         Err(err) => {
             tracing::error!("failed to open disk queue {queue_name} - {err}");
             None

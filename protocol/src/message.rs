@@ -102,6 +102,15 @@ impl Message {
         buf.put_slice(&self.body);
     }
 
+    /// Appends the encoded form to a `Vec` (disk records).
+    pub fn encode_to_vec(&self, buf: &mut Vec<u8>) {
+        buf.reserve(self.encoded_len());
+        buf.extend_from_slice(&self.timestamp.to_be_bytes());
+        buf.extend_from_slice(&self.attempts.to_be_bytes());
+        buf.extend_from_slice(&self.id.0);
+        buf.extend_from_slice(&self.body);
+    }
+
     /// The encoded form as one buffer.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(self.encoded_len());
@@ -159,6 +168,9 @@ mod tests {
         };
         let encoded = msg.encode();
         assert_eq!(encoded.len(), 35);
+        let mut vec = vec![0xAA];
+        msg.encode_to_vec(&mut vec);
+        assert_eq!(&vec[1..], &encoded[..]);
         assert_eq!(Message::decode(encoded), Some(msg));
         assert_eq!(Message::decode(Bytes::from_static(b"short")), None);
     }

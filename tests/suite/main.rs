@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod cli;
+mod crash;
 mod delivery;
 mod durability;
 mod fin_req_touch;

@@ -128,6 +128,7 @@ fn option_value(state: &HttpState, opt: &str) -> Option<OptionValue> {
         "topology_zone" => Text(settings.identify.topology_zone.clone()),
         "data_path" => Text(options.data_path.clone()),
         "mem_queue_size" => Json(Value::from(options.mem_queue_size)),
+        "durable" => Json(Value::from(options.durable)),
         "max_bytes_per_file" => Json(Value::from(options.max_bytes_per_file)),
         "sync_every" => Json(Value::from(options.sync_every)),
         "sync_timeout" => Json(nanos(options.sync_timeout)),

@@ -45,7 +45,7 @@ pub(super) async fn pub_one(State(state): State<HttpState>, request: Request) ->
             None => return error_response(StatusCode::BAD_REQUEST, "INVALID_DEFER"),
         },
     };
-    publish(&state, &topic_name, &[body], defer)
+    publish(&state, &topic_name, &[body], defer).await
 }
 
 /// `POST /mpub?topic=<t>[&binary=true]`.
@@ -77,7 +77,7 @@ pub(super) async fn pub_many(State(state): State<HttpState>, request: Request) -
         split_text(&body, read_max, limits.max_msg_size)
     };
     match parsed {
-        Ok(bodies) => publish(&state, &topic_name, &bodies, None),
+        Ok(bodies) => publish(&state, &topic_name, &bodies, None).await,
         Err(code) => error_response(StatusCode::PAYLOAD_TOO_LARGE, code),
     }
 }
@@ -106,7 +106,7 @@ fn parse_defer(raw: &str, max: Duration) -> Option<Duration> {
     (defer <= max).then_some(defer)
 }
 
-fn publish(
+async fn publish(
     state: &HttpState,
     topic_name: &TopicName,
     bodies: &[Bytes],
@@ -115,7 +115,7 @@ fn publish(
     if bodies.is_empty() {
         return text_response("OK");
     }
-    match state.nsqd.publish(topic_name, bodies, defer) {
+    match state.nsqd.publish(topic_name, bodies, defer).await {
         Ok(()) => text_response("OK"),
         Err(err) => {
             tracing::error!(topic = %topic_name, "HTTP publish failed - {err}");
