@@ -331,12 +331,54 @@ impl DiskQueue {
     /// Where a restart would start reading: the oldest read record not released (or the read
     /// position). Equal to [`read_position`](Self::read_position) without `retain_until_released`.
     pub fn committed_position(&self) -> Position {
-        self.outstanding.front().map_or(self.read, |(start, _)| *start)
+        self.outstanding
+            .front()
+            .map_or(self.read, |(start, _)| *start)
     }
 
     /// Records read and not yet committed past (`retain_until_released`), released or not.
     pub fn uncommitted_reads(&self) -> u64 {
         self.outstanding.len() as u64
+    }
+
+    /// Visits every unread record (start position and payload) without reading it: the read
+    /// position does not move and nothing is counted. Damaged regions are passed over silently
+    /// (the reader will count them). Used by nsqd's durable mode to look ahead at what a restart
+    /// is about to replay.
+    pub fn scan_unread(&self, mut visit: impl FnMut(Position, &[u8])) -> Result<(), Error> {
+        let mut at = self.read;
+        while at < self.write {
+            let sealed = at.segment < self.write.segment;
+            let path = self.segment_path(at.segment);
+            let Some(mut reader) = SegmentReader::open(&path, at.offset)? else {
+                if sealed {
+                    at = Position::new(at.segment + 1, 0);
+                    continue;
+                }
+                break;
+            };
+            let limit = if sealed {
+                reader.file_len()?
+            } else {
+                self.write.offset
+            };
+            loop {
+                match reader.next(limit)? {
+                    Step::Record(record) => {
+                        let end = reader.position();
+                        let start = end.saturating_sub(record::record_len(record.len()));
+                        visit(Position::new(at.segment, start), &record);
+                    }
+                    Step::Damaged { .. } => {}
+                    Step::End => break,
+                }
+            }
+            if !sealed {
+                break;
+            }
+            at = Position::new(at.segment + 1, 0);
+        }
+        Ok(())
     }
 
     /// A handle that fdatasyncs everything put so far when run (see the crate docs).
@@ -357,7 +399,11 @@ impl DiskQueue {
 
     fn pop_released(&mut self) {
         let before = self.committed_position();
-        while self.outstanding.front().is_some_and(|(_, released)| *released) {
+        while self
+            .outstanding
+            .front()
+            .is_some_and(|(_, released)| *released)
+        {
             self.outstanding.pop_front();
         }
         let after = self.committed_position();

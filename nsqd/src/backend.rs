@@ -14,8 +14,10 @@
 //! finished. A message that stays unfinished for long (deferred, or held in flight) would keep old
 //! segments alive; the channel then *relocates* it: it appends a copy (kind 0x02, with the current
 //! attempts and due time) and releases the old record. While the process runs, a relocated copy
-//! read back is skipped (the message is in memory); after a restart every copy before the write
-//! position found at open is replayed like any message.
+//! read back is skipped (the message is in memory). At open, a durable queue scans what it is
+//! about to replay and notes the last relocated copy of each message: earlier records of that
+//! message are skipped (and released) when read, so a REQ delay or attempts count carried by a
+//! copy wins over the original after a crash.
 //!
 //! Keeping the due time on disk is what lets a deferred message survive a restart and still wait
 //! for its original due time (upstream delivers it at once). A backlog left by upstream nsqd
@@ -26,9 +28,10 @@
 //! happens under a topic or channel lock.
 
 use nsq_diskqueue::{DiskQueue, Options, Position};
-use nsq_protocol::Message;
 use nsq_protocol::message::MESSAGE_HEADER_LEN;
+use nsq_protocol::{Message, MessageId};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,6 +76,9 @@ pub(crate) struct Backend {
     /// The write position at open: relocated copies before it are replayed, later ones are
     /// copies of messages in memory.
     replay_end: Position,
+    /// Durable mode, until replayed: the last relocated copy of each message found at open.
+    /// Earlier records of those messages are stale.
+    latest_copies: Mutex<FxHashMap<MessageId, Position>>,
 }
 
 impl Backend {
@@ -99,6 +105,16 @@ impl Backend {
         import_upstream(dir, name, &mut queue)?;
         let depth = queue.depth();
         let replay_end = queue.write_position();
+        let mut latest_copies = FxHashMap::default();
+        if settings.durable {
+            queue.scan_unread(|position, record| {
+                if record.first() == Some(&RECORD_KIND_RELOCATED)
+                    && let Some(id) = record_id(record)
+                {
+                    latest_copies.insert(id, position);
+                }
+            })?;
+        }
         Ok(Self {
             name: name.to_owned(),
             queue: Mutex::new(Some(queue)),
@@ -106,6 +122,7 @@ impl Backend {
             undecodable: AtomicU64::new(0),
             durable: settings.durable,
             replay_end,
+            latest_copies: Mutex::new(latest_copies),
         })
     }
 
@@ -166,6 +183,7 @@ impl Backend {
             };
             let (position, record) = record;
             match decode_record(record, position, self.replay_end) {
+                Some(stored) if self.is_stale(&stored) => queue.release(position),
                 Some(stored) => out.push(stored),
                 None => {
                     self.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +193,22 @@ impl Backend {
         }
         self.depth.store(queue.depth(), Ordering::Release);
         Ok(())
+    }
+
+    /// Whether a replayed record has a later relocated copy (and so must be skipped).
+    fn is_stale(&self, stored: &StoredMessage) -> bool {
+        if !self.durable || stored.position >= self.replay_end {
+            return false;
+        }
+        let mut latest = self.latest_copies.lock();
+        match latest.get(&stored.message.id) {
+            Some(&copy) if copy == stored.position => {
+                latest.remove(&stored.message.id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Durable mode: the records at `positions` are done (finished, or relocated).
@@ -281,9 +315,9 @@ fn decode_record(
     if record.len() < RECORD_HEADER_LEN + MESSAGE_HEADER_LEN {
         return None;
     }
-    let copy_in_memory = match record[0] {
+    let relocated = match record[0] {
         RECORD_KIND_MESSAGE => false,
-        RECORD_KIND_RELOCATED => position >= replay_end,
+        RECORD_KIND_RELOCATED => true,
         _ => return None,
     };
     let due = i64::from_be_bytes(record[1..RECORD_HEADER_LEN].try_into().ok()?);
@@ -292,8 +326,15 @@ fn decode_record(
         message,
         due_unix_ns: (due != 0).then_some(due),
         position,
-        copy_in_memory,
+        copy_in_memory: relocated && position >= replay_end,
     })
+}
+
+/// The message ID of a record, without decoding the rest.
+fn record_id(record: &[u8]) -> Option<MessageId> {
+    let start = RECORD_HEADER_LEN + 8 + 2;
+    let id: [u8; 16] = record.get(start..start + 16)?.try_into().ok()?;
+    Some(MessageId(id))
 }
 
 /// Moves an upstream go-diskqueue backlog named `name` into `queue`, then removes the upstream

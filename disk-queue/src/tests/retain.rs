@@ -141,6 +141,22 @@ fn write_sync_covers_records_put_before_it() {
     assert_eq!(read_all(&mut queue).len(), 1);
 }
 
+#[test]
+fn scan_unread_visits_what_the_reader_will_return_without_moving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut queue = open(dir.path(), 200);
+    for index in 0..12 {
+        queue.put(&record(index, 40)).unwrap();
+    }
+    queue.read_next().unwrap();
+    let mut scanned = Vec::new();
+    queue
+        .scan_unread(|position, data| scanned.push((position, data.to_vec())))
+        .unwrap();
+    assert_eq!(queue.depth(), 11);
+    assert_eq!(scanned, read_all(&mut queue));
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Put(usize),
