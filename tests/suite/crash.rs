@@ -438,3 +438,37 @@ async fn durable_long_deferred_message_is_relocated_and_old_segments_go() {
     );
     consumer.fin(&message).await;
 }
+
+/// HTTP `/pub`, `/mpub` and deferred `/pub` answer `OK` only once durable: all survive a kill -9.
+#[tokio::test]
+async fn durable_http_publishes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nsqd = NsqdProcess::start_in(dir.path(), &durable_args());
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: &'static str| client.post(nsqd.url(path)).body(body).send();
+    let reply = post("/pub?topic=web", "one").await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let reply = post("/mpub?topic=web", "two\nthree\n").await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let reply = post("/pub?topic=web&defer=1500", "later").await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let due = Instant::now() + Duration::from_millis(1500);
+    nsqd.kill();
+
+    let nsqd = NsqdProcess::start_in(dir.path(), &durable_args());
+    let mut consumer = RawConn::consumer(nsqd.tcp_addr, "web", "c", "", 10).await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 4 {
+        let message = consumer.message_within(Duration::from_secs(10)).await;
+        if &message.body[..] == b"later" {
+            assert!(
+                Instant::now() + EARLY_TOLERANCE >= due,
+                "deferred /pub arrived early"
+            );
+        }
+        bodies.push(String::from_utf8_lossy(&message.body).into_owned());
+        consumer.fin(&message).await;
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["later", "one", "three", "two"]);
+}

@@ -327,11 +327,21 @@ impl Drop for SmallFilesystem {
 /// and the node recovers by itself once space returns.
 #[tokio::test]
 async fn disk_full_fails_publishes_cleanly_and_recovers() {
+    disk_full_case(&["--mem-queue-size=0"]).await;
+}
+
+/// The same in durable mode: the failing write (or fsync) answers E_PUB_FAILED instead of OK.
+#[tokio::test]
+async fn durable_disk_full_fails_publishes_cleanly_and_recovers() {
+    disk_full_case(&["--durable"]).await;
+}
+
+async fn disk_full_case(args: &[&str]) {
     let Some(filesystem) = SmallFilesystem::mount("4m") else {
         eprintln!("SKIPPED disk_full test: mounting a tmpfs needs root (run the suite as root)");
         return;
     };
-    let mut nsqd = NsqdProcess::start_in(filesystem.dir.path(), &["--mem-queue-size=0"]);
+    let mut nsqd = NsqdProcess::start_in(filesystem.dir.path(), args);
     let consumer = RawConn::consumer(nsqd.tcp_addr, "full", "c", "", 0).await;
     let body = vec![b'x'; 64 * 1024];
     let mut producer = nsqd.connect().await;
@@ -347,6 +357,13 @@ async fn disk_full_fails_publishes_cleanly_and_recovers() {
     };
     assert!(failure.starts_with("E_PUB_FAILED PUB failed"), "{failure}");
     producer.expect_closed().await;
+    let http_publish = reqwest::Client::new()
+        .post(nsqd.url("/pub?topic=full"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http_publish.status(), 500, "HTTP /pub on a full disk");
     let (status, reason) = nsqd.get("/ping").await;
     assert_eq!(status, 500, "{reason}");
     let channel = nsqd.wait_channel("full", "c", "depth", |_| true).await;

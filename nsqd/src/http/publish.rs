@@ -10,6 +10,7 @@
 use super::{
     ApiError, HttpState, Params, content_length, error_response, read_body_capped, text_response,
 };
+use crate::topic::PublishError;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
@@ -117,6 +118,11 @@ async fn publish(
     }
     match state.nsqd.publish(topic_name, bodies, defer).await {
         Ok(()) => text_response("OK"),
+        Err(PublishError::Backend(err)) => {
+            // A failing disk (upstream has no such failure and answers 503 EXITING for any).
+            tracing::error!(topic = %topic_name, "HTTP publish failed - {err}");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+        }
         Err(err) => {
             tracing::error!(topic = %topic_name, "HTTP publish failed - {err}");
             error_response(StatusCode::SERVICE_UNAVAILABLE, "EXITING")
