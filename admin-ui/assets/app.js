@@ -3,7 +3,8 @@
 // Routing uses real paths (/topics/t/c, as upstream, so bookmarks keep working) with the History
 // API. Every page is { load() -> data, render(data) -> html, after?(data) }; a poller re-runs the
 // current page's load/render every few seconds, and each refresh also records counters into an
-// in-memory sampler that the live charts (plain SVG) draw from.
+// in-memory sampler that the live charts (plain SVG) draw from. With --graphite-url the pages also
+// show upstream's graphite graphs (<img> of graphite's /render, URLs from graphite.js).
 'use strict';
 
 const CONFIG = JSON.parse(document.getElementById('nsqadmin-config').textContent || '{}');
@@ -211,6 +212,103 @@ const stat = (label, value, hint = '', key = '') => `<div class="card stat"${key
   <div class="label">${esc(label)}</div><div class="value">${value}</div>${hint ? `<div class="hint">${hint}</div>` : ''}</div>`;
 
 // ---------------------------------------------------------------------------------------------
+// Graphite graphs (with --graphite-url): upstream's 120×20 sparklines, each linking to its 800×450
+// graph, as <img> of graphite's /render (nsqadmin's own /render with --proxy-graphite), and rates
+// from /api/graphite. They sit beside the live charts, which work without graphite.
+
+const GRAPHITE = CONFIG.graphite_enabled && window.NsqGraphite ? {
+  graphite_url: CONFIG.graphite_url || '',
+  statsd_prefix: CONFIG.statsd_prefix ?? 'nsq.%s',
+  statsd_counter_format: CONFIG.statsd_counter_format ?? 'stats.counters.%s.count',
+  statsd_gauge_format: CONFIG.statsd_gauge_format ?? 'stats.gauges.%s',
+  statsd_interval: Number(CONFIG.statsd_interval) || 60,
+} : null;
+const GRAPH_INTERVAL_STORE = 'nsqadmin.graph_interval';
+
+// The timeframe: `?t=` beats the remembered choice, which beats 2h (upstream's default).
+function initialGraphInterval() {
+  if (!GRAPHITE) return 'off';
+  const valid = (value) => value === 'off' || /^[0-9]+[a-z]+$/.test(value || '');
+  const fromQuery = new URLSearchParams(location.search).get('t');
+  if (valid(fromQuery)) {
+    localStorage.setItem(GRAPH_INTERVAL_STORE, fromQuery);
+    return fromQuery;
+  }
+  const stored = localStorage.getItem(GRAPH_INTERVAL_STORE);
+  return valid(stored) ? stored : '2h';
+}
+
+let graphInterval = initialGraphInterval();
+const graphsOn = () => Boolean(GRAPHITE) && graphInterval !== 'off';
+const graphiteRates = new Map();
+const graphImages = new Map();
+
+function graph(typ, node, ns1, ns2, key, title) {
+  const spark = NsqGraphite.sparklineUrl(GRAPHITE, graphInterval, typ, node, ns1, ns2, key);
+  const large = NsqGraphite.largeGraphUrl(GRAPHITE, graphInterval, typ, node, ns1, ns2, key);
+  const label = `${title || key.replace(/_/g, ' ')} · ${graphInterval}`;
+  return `<a class="graphite" href="${esc(large)}" target="_blank" rel="noopener" title="${esc(label)} (graphite)">`
+    + `<img class="graphite-spark" src="${esc(spark)}" width="120" height="20" alt="${esc(label)}" data-graphite="${esc(typ)}:${esc(key)}"></a>`;
+}
+
+function largeGraph(typ, node, key, title) {
+  const url = NsqGraphite.largeGraphUrl(GRAPHITE, graphInterval, typ, node, '', '', key);
+  return `<figure class="card graphite-large"><a href="${esc(url)}" target="_blank" rel="noopener">`
+    + `<img src="${esc(url)}" width="800" height="450" alt="${esc(title)}" data-graphite="${esc(typ)}:${esc(key)}"></a>`
+    + `<figcaption>${esc(title)} <span class="dim">· ${esc(graphInterval)}</span></figcaption></figure>`;
+}
+
+function graphiteRate(typ, node, ns1, ns2) {
+  const target = NsqGraphite.rateTarget(GRAPHITE, typ, node, ns1, ns2);
+  const known = graphiteRates.get(target);
+  return `<span class="graphite-rate" data-graphite-rate="${esc(target)}" title="msgs/s over the last statsd interval (graphite)">${esc(known?.text || '…')}</span>`;
+}
+
+const e2eOf = (entity, topic, channel) => ({ topic, channel, percentiles: entity?.e2e_processing_latency?.percentiles || [] });
+
+// Rates are fetched once per statsd interval per target, and filled into every cell showing it.
+function fillGraphiteRates() {
+  const ttl = Math.max(GRAPHITE.statsd_interval, 10) * 1000;
+  const cells = [...document.querySelectorAll('#main [data-graphite-rate]')];
+  const show = (target, text) => {
+    for (const cell of cells) if (cell.dataset.graphiteRate === target && cell.isConnected) cell.textContent = text;
+  };
+  for (const target of new Set(cells.map((cell) => cell.dataset.graphiteRate))) {
+    const known = graphiteRates.get(target);
+    if (known && (known.pending || Date.now() - known.at < ttl)) continue;
+    const entry = { text: known?.text || '', at: Date.now(), pending: true };
+    graphiteRates.set(target, entry);
+    api(`/api/graphite?metric=rate&target=${enc(target)}`)
+      .then((data) => { entry.text = data.rate ?? 'N/A'; })
+      .catch(() => { entry.text = 'ERROR'; })
+      .finally(() => {
+        entry.pending = false;
+        entry.at = Date.now();
+        for (const cell of document.querySelectorAll('#main [data-graphite-rate]')) {
+          if (cell.dataset.graphiteRate === target) cell.textContent = entry.text;
+        }
+      });
+    show(target, entry.text || '…');
+  }
+}
+
+// Pages re-render on every poll: already loaded graph images are put back instead of new ones,
+// so graphite is asked again only after a statsd interval (at least a minute) and nothing flickers.
+function keepGraphImages() {
+  const ttl = Math.max(GRAPHITE.statsd_interval, 60) * 1000;
+  const seen = new Map();
+  for (const img of document.querySelectorAll('#main img[data-graphite]')) {
+    const src = img.getAttribute('src');
+    const nth = (seen.get(src) || 0) + 1;
+    seen.set(src, nth);
+    const key = `${nth} ${src}`;
+    const kept = graphImages.get(key);
+    if (kept && Date.now() - kept.at < ttl) img.replaceWith(kept.img);
+    else graphImages.set(key, { img, at: Date.now() });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Banners, toasts, confirmation
 
 let pageWarning = '';
@@ -307,6 +405,7 @@ route(/^\/(?:topics\/?)?$/, 'topics', {
   },
   render(data) {
     const topics = data.topics || [];
+    const graphs = graphsOn();
     const filter = (state.filter || '').toLowerCase();
     const shown = topics.filter((t) => t.topic_name.toLowerCase().includes(filter));
     const totals = topics.reduce((acc, t) => ({
@@ -332,6 +431,9 @@ route(/^\/(?:topics\/?)?$/, 'topics', {
         ${num(t.channels.length, ' data-col="channels"')}
         ${num(t.client_count, ' data-col="clients"')}
         <td class="num" data-col="nodes">${t.nodes.length ? t.nodes.length : '<span class="badge warn">no producers</span>'}</td>
+        ${graphs ? `<td class="graph-cell" data-col="graphite_depth">${graph('topic', '*', t.topic_name, '', 'depth')}</td>
+        <td class="graph-cell" data-col="graphite_messages">${graph('topic', '*', t.topic_name, '', 'message_count', 'messages')}</td>
+        <td class="num" data-col="graphite_rate">${graphiteRate('topic', '*', t.topic_name, '')}</td>` : ''}
       </tr>`;
     }).join('');
     const body = topics.length
@@ -339,7 +441,8 @@ route(/^\/(?:topics\/?)?$/, 'topics', {
         <div class="card table-wrap"><table class="data" id="topics-table"><thead><tr>
         <th>Topic</th><th class="num">Depth</th><th class="num">Memory + Disk</th><th class="num" title="Messages waiting in the topic's channels">Channel depth</th><th class="num">In flight</th><th class="num">Deferred</th>
         <th class="num">Messages</th><th class="num">Msgs/s</th><th class="num">Channels</th><th class="num">Clients</th><th class="num">Nodes</th>
-        </tr></thead><tbody>${rows || '<tr><td colspan="11" class="notice">No topic matches the filter.</td></tr>'}</tbody></table></div>`
+        ${graphs ? `<th title="graphite, ${esc(graphInterval)}">Depth · ${esc(graphInterval)}</th><th title="graphite, ${esc(graphInterval)}">Messages · ${esc(graphInterval)}</th><th class="num" title="graphite">Rate</th>` : ''}
+        </tr></thead><tbody>${rows || `<tr><td colspan="${graphs ? 14 : 11}" class="notice">No topic matches the filter.</td></tr>`}</tbody></table></div>`
       : `<div class="card empty-state"><h3>No topics yet</h3>Publish a message to any node, or create a topic on the <a href="${BASE}/lookup" data-link>Lookup</a> page.</div>`;
     return `<div class="page-head"><div><h1>Topics</h1>
       <div class="sub">${fmt(topics.length)} topic${topics.length === 1 ? '' : 's'} · ${fmt(totals.depth)} queued at topics · ${fmt(totals.backlog)} in channels · ${fmt(totals.inflight)} in flight · ${fmt(totals.msgs)} published</div></div></div>
@@ -416,7 +519,8 @@ route(/^\/topics\/([^/]+)\/?$/, 'topic', {
         <th class="num">In flight</th><th class="num">Deferred</th><th class="num">Requeued</th><th class="num">Timed out</th><th class="num">Messages</th>
         <th class="num">Msgs/s</th><th class="num">Clients</th></tr></thead><tbody>${channelRows}</tbody></table></div>`
       : `<div class="card notice">No channels exist for this topic. Messages will queue at the topic until a channel is created.</div>`;
-    return `${head}${stats}${nodesTable}<h2 class="section">Channels <span class="count">${channels.length}</span></h2>${channelsTable}`;
+    return `${head}${stats}${nodesTable}<h2 class="section">Channels <span class="count">${channels.length}</span></h2>${channelsTable}`
+      + (graphsOn() ? topicGraphite(data, topic, nodes, channels) : '');
   },
   async act(action, button, data, [topic]) {
     const n = (data.nodes || []).length;
@@ -447,6 +551,51 @@ route(/^\/topics\/([^/]+)\/?$/, 'topic', {
     }
   },
 });
+
+// The topic page's graphite graphs: per node and total, then per channel (upstream's rows).
+function topicGraphite(data, topic, nodes, channels) {
+  const rows = [...nodes.map((n) => ({ label: n.node, node: n.node, e2e: e2eOf(n, topic, '') })),
+    { label: 'Total', node: '*', e2e: e2eOf(data, topic, '') }];
+  const withE2e = rows.some((r) => r.e2e.percentiles.length);
+  const nodeRows = rows.map((r) => `<tr data-node="${esc(r.node)}"${r.node === '*' ? ' class="total"' : ''}><td>${esc(r.label)}</td>
+    <td class="graph-cell">${graph('topic', r.node, topic, '', 'depth')}</td>
+    <td class="graph-cell">${graph('topic', r.node, topic, '', 'message_count', 'messages')}</td>
+    <td class="num">${graphiteRate('topic', r.node, topic, '')}</td>
+    ${withE2e ? `<td class="graph-cell">${r.e2e.percentiles.length ? graph('e2e', r.node, r.e2e, '', 'e2e_processing_latency', 'e2e latency (ms)') : ''}</td>` : ''}</tr>`).join('');
+  const channelE2e = channels.some((c) => e2eOf(c, topic, c.channel_name).percentiles.length);
+  const channelRows = channels.map((c) => {
+    const e2e = e2eOf(c, topic, c.channel_name);
+    const cell = (key, title) => `<td class="graph-cell">${graph('channel', '*', topic, c.channel_name, key, title)}</td>`;
+    return `<tr data-channel="${esc(c.channel_name)}"><td><b>${esc(c.channel_name)}</b></td>${cell('depth')}${cell('in_flight_count', 'in flight')}
+      ${cell('deferred_count', 'deferred')}${cell('requeue_count', 'requeued')}${cell('timeout_count', 'timed out')}${cell('message_count', 'messages')}
+      <td class="num">${graphiteRate('channel', '*', topic, c.channel_name)}</td>${cell('clients')}
+      ${channelE2e ? `<td class="graph-cell">${e2e.percentiles.length ? graph('e2e', '*', e2e, '', 'e2e_processing_latency', 'e2e latency (ms)') : ''}</td>` : ''}</tr>`;
+  }).join('');
+  return `<h2 class="section">Graphite <span class="count">${esc(graphInterval)}</span></h2>
+    <div class="card table-wrap"><table class="data graphite-table" id="topic-graphite"><thead><tr><th>Node</th><th>Depth</th><th>Messages</th>
+    <th class="num">Rate</th>${withE2e ? '<th>E2E latency</th>' : ''}</tr></thead><tbody>${nodeRows}</tbody></table></div>
+    ${channels.length ? `<div class="card table-wrap graphite-gap"><table class="data graphite-table" id="topic-channels-graphite"><thead><tr><th>Channel</th><th>Depth</th>
+    <th>In flight</th><th>Deferred</th><th>Requeued</th><th>Timed out</th><th>Messages</th><th class="num">Rate</th><th>Clients</th>
+    ${channelE2e ? '<th>E2E latency</th>' : ''}</tr></thead><tbody>${channelRows}</tbody></table></div>` : ''}`;
+}
+
+// The channel page's graphite graphs: per node and total.
+function channelGraphite(data, topic, channel, nodes) {
+  const rows = [...nodes.map((n) => ({ label: n.node, node: n.node, e2e: e2eOf(n, topic, channel) })),
+    { label: 'Total', node: '*', e2e: e2eOf(data, topic, channel) }];
+  const withE2e = rows.some((r) => r.e2e.percentiles.length);
+  const body = rows.map((r) => {
+    const cell = (key, title) => `<td class="graph-cell">${graph('channel', r.node, topic, channel, key, title)}</td>`;
+    return `<tr data-node="${esc(r.node)}"${r.node === '*' ? ' class="total"' : ''}><td>${esc(r.label)}</td>${cell('depth')}${cell('in_flight_count', 'in flight')}
+      ${cell('deferred_count', 'deferred')}${cell('requeue_count', 'requeued')}${cell('timeout_count', 'timed out')}${cell('message_count', 'messages')}
+      <td class="num">${graphiteRate('channel', r.node, topic, channel)}</td>${cell('clients')}
+      ${withE2e ? `<td class="graph-cell">${r.e2e.percentiles.length ? graph('e2e', r.node, r.e2e, '', 'e2e_processing_latency', 'e2e latency (ms)') : ''}</td>` : ''}</tr>`;
+  }).join('');
+  return `<h2 class="section">Graphite <span class="count">${esc(graphInterval)}</span></h2>
+    <div class="card table-wrap"><table class="data graphite-table" id="channel-graphite"><thead><tr><th>Node</th><th>Depth</th><th>In flight</th>
+    <th>Deferred</th><th>Requeued</th><th>Timed out</th><th>Messages</th><th class="num">Rate</th><th>Clients</th>
+    ${withE2e ? '<th>E2E latency</th>' : ''}</tr></thead><tbody>${body}</tbody></table></div>`;
+}
 
 // One channel.
 route(/^\/topics\/([^/]+)\/([^/]+)\/?$/, 'channel', {
@@ -518,7 +667,8 @@ route(/^\/topics\/([^/]+)\/([^/]+)\/?$/, 'channel', {
         <th class="num">RDY</th><th class="num">In flight</th><th class="num">Finished</th><th class="num">Requeued</th><th class="num">Messages</th>
         <th class="num">Connected</th><th>TLS · compression</th></tr></thead><tbody>${clientRows}</tbody></table></div>`
       : '<div class="card notice">No clients are connected to this channel.</div>';
-    return `${head}${stats}${nodesTable}<h2 class="section">Clients <span class="count">${clients.length}</span></h2>${clientsTable}`;
+    return `${head}${stats}${nodesTable}${graphsOn() ? channelGraphite(data, topic, channel, nodes) : ''}
+      <h2 class="section">Clients <span class="count">${clients.length}</span></h2>${clientsTable}`;
   },
   async act(action, button, data, [topic, channel]) {
     const n = (data.nodes || []).length;
@@ -581,25 +731,31 @@ route(/^\/nodes\/([^/]+)\/?$/, 'node', {
   },
   render(data, [node]) {
     const topics = data.topics || [];
+    const graphs = graphsOn();
     const channelCount = topics.reduce((acc, t) => acc + (t.channels || []).length, 0);
     const depth = topics.reduce((acc, t) => acc + t.depth, 0);
     const cards = topics.map((t) => {
       const channels = t.channels || [];
       const rows = channels.map((c) => `<tr data-channel="${esc(c.channel_name)}"><td><a href="${channelHref(t.topic_name, c.channel_name)}" data-link>${esc(c.channel_name)}</a> ${pausedBadge(c.paused)}</td>
         ${num(c.depth)}<td class="num">${memDisk(c.memory_depth, c.backend_depth)}</td>${num(c.in_flight_count)}${num(c.deferred_count)}${num(c.requeue_count)}${num(c.timeout_count)}${num(c.message_count)}
-        <td class="wrap">${(c.clients || []).map((cl) => `<span class="chip" title="${esc(cl.remote_address)}">${esc(cl.hostname || cl.client_id)} · ${esc(cl.user_agent || 'unknown')}</span>`).join(' ') || '<span class="dim">—</span>'}</td></tr>`).join('');
+        <td class="wrap">${(c.clients || []).map((cl) => `<span class="chip" title="${esc(cl.remote_address)}">${esc(cl.hostname || cl.client_id)} · ${esc(cl.user_agent || 'unknown')}</span>`).join(' ') || '<span class="dim">—</span>'}</td>
+        ${graphs ? `<td class="graph-cell">${graph('channel', node, t.topic_name, c.channel_name, 'depth')} ${graph('channel', node, t.topic_name, c.channel_name, 'clients')}</td>` : ''}</tr>`).join('');
       return `<div class="card topic-card" data-topic="${esc(t.topic_name)}"><div class="card-head">
         <a href="${topicHref(t.topic_name)}" data-link><b>${esc(t.topic_name)}</b></a> ${pausedBadge(t.paused)}
+        ${graphs ? `<span class="graph-pair">${graph('topic', node, t.topic_name, '', 'depth')}${graph('topic', node, t.topic_name, '', 'message_count', 'messages')}</span>` : ''}
         <span class="right"><span>depth <b>${fmt(t.depth)}</b></span><span>messages <b>${fmt(t.message_count)}</b></span>
         ${CONFIG.is_admin ? `<button class="icon-btn" title="Tombstone ${esc(t.topic_name)} on this node" data-action="tombstone" data-topic="${esc(t.topic_name)}">✕</button>` : ''}</span></div>
         ${channels.length ? `<div class="table-wrap"><table class="data"><thead><tr><th>Channel</th><th class="num">Depth</th><th class="num">Memory + Disk</th><th class="num">In flight</th>
-        <th class="num">Deferred</th><th class="num">Requeued</th><th class="num">Timed out</th><th class="num">Messages</th><th>Clients</th></tr></thead><tbody>${rows}</tbody></table></div>`
+        <th class="num">Deferred</th><th class="num">Requeued</th><th class="num">Timed out</th><th class="num">Messages</th><th>Clients</th>
+        ${graphs ? `<th>Depth · clients (${esc(graphInterval)})</th>` : ''}</tr></thead><tbody>${rows}</tbody></table></div>`
           : '<div class="notice">No channels: messages queue at the topic.</div>'}</div>`;
     }).join('');
     return `<div class="crumbs"><a href="${BASE}/nodes" data-link>Nodes</a><span class="sep">/</span></div>
       <div class="page-head"><div><h1 data-title>${esc(node)}</h1><div class="sub">nsqd node</div></div></div>
       <div class="stats">${stat('Topics', fmt(topics.length))}${stat('Channels', fmt(channelCount))}${stat('Depth', fmt(depth))}
       ${stat('Messages', fmt(data.total_messages), '', 'messages')}${stat('Clients', fmt(data.total_clients), '', 'clients')}</div>
+      ${graphs ? `<div class="graphite-grid" id="node-graphite">${largeGraph('node', node, '*_bytes', 'GC pressure')}${largeGraph('node', node, 'gc_pause_*', 'GC pause percentiles')}
+      ${largeGraph('node', node, 'gc_runs', 'GC runs')}${largeGraph('node', node, 'heap_objects', 'Heap objects in use')}</div>` : ''}
       <h2 class="section">Topics <span class="count">${topics.length}</span></h2>${cards || '<div class="card empty-state"><h3>No topics on this node</h3></div>'}`;
   },
   async act(action, button, data, [node]) {
@@ -629,7 +785,8 @@ route(/^\/counter\/?$/, 'counter', {
     return `<div class="card counter"><div class="big" id="counter-value" data-total="${total}">${fmt(counterShown ?? total)}</div>
       <div class="caption">messages processed by ${fmt(channels)} channel${channels === 1 ? '' : 's'} across the cluster</div>
       <div class="rate" id="counter-rate">${fmtRate(currentRate('counter'))} msgs/s</div></div>
-      <div class="charts">${chart('Messages processed per second', [{ name: 'msgs/s', color: 'var(--chart-1)', points: rateSeries('counter'), fmt: fmtRate }], 'counter-rate')}</div>`;
+      <div class="charts">${chart('Messages processed per second', [{ name: 'msgs/s', color: 'var(--chart-1)', points: rateSeries('counter'), fmt: fmtRate }], 'counter-rate')}</div>
+      ${graphsOn() ? `<div class="graphite-grid wide" id="counter-graphite">${largeGraph('counter', '*', 'message_count', 'Messages processed per second (graphite)')}</div>` : ''}`;
   },
   after(data) {
     const target = Object.values(data.stats || {}).reduce((acc, s) => acc + s.message_count, 0);
@@ -730,6 +887,7 @@ function show() {
   const found = match(location.pathname);
   state.seq += 1;
   state.data = null;
+  graphImages.clear();
   pageWarning = '';
   pageError = '';
   renderBanners();
@@ -758,6 +916,10 @@ function rerender() {
   const scroll = window.scrollY;
   main.innerHTML = current.page.render(data, params);
   if (current.page.after) current.page.after(data, params);
+  if (graphsOn()) {
+    keepGraphImages();
+    fillGraphiteRates();
+  }
   main.dataset.loaded = String(state.seq);
   window.scrollTo(0, scroll);
 }
@@ -839,8 +1001,23 @@ refreshSelect.addEventListener('change', () => {
   refresh();
 });
 
+if (GRAPHITE) {
+  const graphSelect = $('#graph-interval');
+  const choices = NsqGraphite.INTERVALS.includes(graphInterval) ? NsqGraphite.INTERVALS : [graphInterval, ...NsqGraphite.INTERVALS];
+  graphSelect.innerHTML = choices.map((value) => `<option value="${esc(value)}">${esc(value)}</option>`).join('');
+  graphSelect.value = graphInterval;
+  $('#graph-interval-box').hidden = false;
+  graphSelect.addEventListener('change', () => {
+    graphInterval = graphSelect.value;
+    localStorage.setItem(GRAPH_INTERVAL_STORE, graphInterval);
+    graphImages.clear();
+    rerender();
+  });
+}
+
 $('#footer').textContent = `nsqadmin v${CONFIG.version || '?'} · ${CONFIG.lookupd_mode
-  ? `lookupd mode (${(CONFIG.nsqlookupd || []).join(', ')})` : `direct mode (${(CONFIG.nsqd || []).join(', ')})`}${CONFIG.is_admin ? '' : ' · read-only'}`;
+  ? `lookupd mode (${(CONFIG.nsqlookupd || []).join(', ')})` : `direct mode (${(CONFIG.nsqd || []).join(', ')})`}${GRAPHITE
+  ? ` · graphite${CONFIG.proxy_graphite ? ' (proxied)' : ''}` : ''}${CONFIG.is_admin ? '' : ' · read-only'}`;
 
 loadSamples();
 show();

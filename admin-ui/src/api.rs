@@ -1,4 +1,5 @@
-//! The HTTP handlers: upstream's `/api/*`, `/config/*`, `/ping`, the page shell and its assets.
+//! The HTTP handlers: upstream's `/api/*`, `/config/*`, `/ping`, the page shell and its assets,
+//! and (with `--proxy-graphite`) graphite's `/render` through nsqadmin.
 //!
 //! Every `/api` answer is upstream's JSON with a `message` that is "" or
 //! `WARNING: <failures of step 1>; <failures of step 2>` (partial failure); a step where every
@@ -10,7 +11,7 @@
 
 use crate::assets::Assets;
 use crate::cluster::{
-    CallError, ChannelStats, ClusterInfo, Producer, Sources, TopicStats, aggregate_topic,
+    CallError, ChannelStats, ClientTls, ClusterInfo, Producer, Sources, TopicStats, aggregate_topic,
 };
 use crate::error::{Error, v1_json};
 use crate::gojson;
@@ -58,6 +59,7 @@ impl AppState {
         let cluster = ClusterInfo::new(
             options.http_client_connect_timeout,
             options.http_client_request_timeout,
+            &ClientTls::from_options(&options),
         )?;
         Ok(Self {
             assets: Assets::new(options.dev_static_dir.clone()),
@@ -824,6 +826,120 @@ pub async fn graphite(
     Ok(ok_json(&RateAnswer { rate }))
 }
 
+/// Request headers passed on to graphite by the `/render` proxy (hop-by-hop and
+/// content-negotiation headers the proxy handles itself are left out).
+const PROXIED_REQUEST_HEADERS: [header::HeaderName; 7] = [
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+    header::USER_AGENT,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::CACHE_CONTROL,
+    header::AUTHORIZATION,
+];
+
+/// Response headers passed back from graphite.
+const PROXIED_RESPONSE_HEADERS: [header::HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::LAST_MODIFIED,
+    header::ETAG,
+    header::PRAGMA,
+    header::CONTENT_DISPOSITION,
+];
+
+/// `GET <base>/render` with `--proxy-graphite`: a reverse proxy to `<graphite-url>/render`
+/// (same query string; the status, type and body come back as graphite sent them, the body
+/// streamed). User and password in `--graphite-url` become Basic auth, as upstream does.
+/// Graphite unreachable: `502` with an empty body, like Go's reverse proxy.
+pub async fn graphite_render(State(state): Shared, uri: Uri, meta: RequestMeta) -> Response {
+    let options = state.options();
+    let bad_gateway = |reason: String| {
+        tracing::error!("http: proxy error: {reason}");
+        StatusCode::BAD_GATEWAY.into_response()
+    };
+    let mut target = format!("{}/render", options.graphite_url.trim_end_matches('/'));
+    if let Some(query) = uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut url = match reqwest::Url::parse(&target) {
+        Ok(url) => url,
+        Err(err) => return bad_gateway(format!("{target}: {err}")),
+    };
+    let credentials = (!url.username().is_empty() || url.password().is_some()).then(|| {
+        let decode = |text: &str| percent_decode(text);
+        (decode(url.username()), url.password().map(decode))
+    });
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut request = state.cluster.plain_client().get(url);
+    for name in PROXIED_REQUEST_HEADERS {
+        if name == header::AUTHORIZATION && credentials.is_some() {
+            continue;
+        }
+        for value in meta.headers.get_all(&name) {
+            request = request.header(&name, value);
+        }
+    }
+    if let Some(remote) = meta.remote {
+        request = request.header("x-forwarded-for", remote.ip().to_string());
+    }
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, password);
+    }
+    let upstream = match request.send().await {
+        Ok(upstream) => upstream,
+        Err(err) => return bad_gateway(crate::cluster::error_chain(&err)),
+    };
+    let mut response = Response::builder().status(upstream.status().as_u16());
+    for name in PROXIED_RESPONSE_HEADERS {
+        for value in upstream.headers().get_all(&name) {
+            response = response.header(&name, value);
+        }
+    }
+    let body = futures::stream::unfold(Some(upstream), |upstream| async move {
+        let mut upstream = upstream?;
+        match upstream.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(upstream))),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!("http: proxy error: {}", crate::cluster::error_chain(&err));
+                Some((Err(err), None))
+            }
+        }
+    });
+    response
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|err| bad_gateway(err.to_string()))
+}
+
+/// `%XX` escapes decoded (the user info of a URL), lossily as UTF-8.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `GET|PUT /config/:opt`, only from `--allow-config-from-cidr`.
 pub async fn config(
     State(state): Shared,
@@ -886,10 +1002,20 @@ fn config_value(options: &Options, name: &str) -> Option<serde_json::Value> {
         "nsqlookupd_http_addresses" => json!(options.lookupd_http_addresses),
         "nsqd_http_addresses" => json!(options.nsqd_http_addresses),
         "graphite_url" => json!(options.graphite_url),
+        "proxy_graphite" => json!(options.proxy_graphite),
+        "statsd_prefix" => json!(options.statsd_prefix),
+        "statsd_counter_format" => json!(options.statsd_counter_format),
+        "statsd_gauge_format" => json!(options.statsd_gauge_format),
         "statsd_interval" => nanos(options.statsd_interval),
         "notification_http_endpoint" => json!(options.notification_http_endpoint),
         "http_client_connect_timeout" => nanos(options.http_client_connect_timeout),
         "http_client_request_timeout" => nanos(options.http_client_request_timeout),
+        "http_client_tls_insecure_skip_verify" => {
+            json!(options.http_client_tls_insecure_skip_verify)
+        }
+        "http_client_tls_root_ca_file" => json!(options.http_client_tls_root_ca_file),
+        "http_client_tls_cert" => json!(options.http_client_tls_cert),
+        "http_client_tls_key" => json!(options.http_client_tls_key),
         "allow_config_from_cidr" => json!(options.allow_config_from_cidr),
         "acl_http_header" => json!(options.acl_http_header),
         "admin_users" => json!(options.admin_users),
@@ -904,9 +1030,17 @@ fn config_value(options: &Options, name: &str) -> Option<serde_json::Value> {
     })
 }
 
-/// The page shell, for every page route.
+/// The page shell, for every page route. Its config carries what upstream templates into the
+/// page: version, ACL, lookupds, and the graphite settings the page builds graph URLs from
+/// (`graphite_url` is where the browser fetches `/render`: the graphite URL itself, or the
+/// `--base-path` prefix when nsqadmin proxies graphite).
 pub async fn index(State(state): Shared, meta: RequestMeta) -> Response {
     let options = state.options();
+    let graphite_url = if options.proxy_graphite {
+        base_prefix(&options).to_owned()
+    } else {
+        options.graphite_url.trim_end_matches('/').to_owned()
+    };
     let config = serde_json::json!({
         "version": crate::VERSION,
         "base_path": base_prefix(&options),
@@ -915,6 +1049,12 @@ pub async fn index(State(state): Shared, meta: RequestMeta) -> Response {
         "nsqlookupd": options.lookupd_http_addresses,
         "nsqd": options.nsqd_http_addresses,
         "graphite_enabled": !options.graphite_url.is_empty(),
+        "graphite_url": graphite_url,
+        "proxy_graphite": options.proxy_graphite,
+        "statsd_interval": options.statsd_interval.as_secs(),
+        "statsd_prefix": options.statsd_prefix,
+        "statsd_counter_format": options.statsd_counter_format,
+        "statsd_gauge_format": options.statsd_gauge_format,
     });
     // `<` never appears raw, so the JSON cannot close the script element it sits in.
     let config = config.to_string().replace('<', "\\u003c");
@@ -1075,7 +1215,7 @@ fn notify(
         via: state.hostname.clone(),
     };
     let endpoint = options.notification_http_endpoint.clone();
-    let client = state.cluster.client().clone();
+    let client = state.cluster.plain_client().clone();
     tokio::spawn(async move {
         let sent = client
             .post(&endpoint)

@@ -2,7 +2,8 @@
 //!
 //! `assets/index.html` is the shell every page route returns; it holds two placeholders filled in
 //! per request: `{{BASE}}` (the `--base-path` prefix, "" at the root) and `{{CONFIG}}` (a JSON
-//! document: version, mode, discovery addresses, whether the requester is an admin). Everything
+//! document: version, mode, discovery addresses, whether the requester is an admin, and the
+//! graphite/statsd settings the page builds graph URLs from). Everything
 //! else is served from `<base>/static/<name>` with an `ETag` and `Cache-Control: no-cache`, so a
 //! browser revalidates cheaply and never runs stale code after an upgrade. With
 //! `--dev-static-dir` the files are read from that directory on every request instead.
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 const EMBEDDED: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../assets/index.html")),
     ("app.js", include_bytes!("../assets/app.js")),
+    ("graphite.js", include_bytes!("../assets/graphite.js")),
     ("app.css", include_bytes!("../assets/app.css")),
     ("favicon.svg", include_bytes!("../assets/favicon.svg")),
 ];
@@ -106,7 +108,13 @@ mod tests {
     #[test]
     fn embedded_assets_and_types() {
         let assets = Assets::default();
-        for name in ["app.js", "app.css", "index.html", "favicon.svg"] {
+        for name in [
+            "app.js",
+            "graphite.js",
+            "app.css",
+            "index.html",
+            "favicon.svg",
+        ] {
             let asset = assets.get(name).unwrap_or_else(|| panic!("{name}"));
             assert!(!asset.bytes.is_empty());
             assert!(asset.etag.starts_with('"'));

@@ -514,28 +514,120 @@ pub struct NodeStats {
     pub channels: BTreeMap<String, ChannelStats>,
 }
 
+/// TLS settings of the client that calls lookupds, nsqds and graphite's JSON API
+/// (`--http-client-tls-*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// `--http-client-tls-insecure-skip-verify`: accept any server certificate.
+    pub insecure_skip_verify: bool,
+    /// `--http-client-tls-root-ca-file`: trust only the CAs in this PEM bundle ("" = built-in).
+    pub root_ca_file: String,
+    /// `--http-client-tls-cert`: client certificate (PEM), sent when a server asks for one.
+    pub cert: String,
+    /// `--http-client-tls-key`: its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+impl ClientTls {
+    /// The TLS flags of `options`.
+    pub fn from_options(options: &crate::Options) -> Self {
+        Self {
+            insecure_skip_verify: options.http_client_tls_insecure_skip_verify,
+            root_ca_file: options.http_client_tls_root_ca_file.clone(),
+            cert: options.http_client_tls_cert.clone(),
+            key: options.http_client_tls_key.clone(),
+        }
+    }
+
+    /// Applies the settings to a client builder, reading the files; the errors are upstream's
+    /// start-up failures (`failed to LoadX509KeyPair …`, `failed to read TLS root CA file …`,
+    /// `failed to AppendCertsFromPEM …`).
+    fn apply(&self, mut builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, Error> {
+        if !self.cert.is_empty() || !self.key.is_empty() {
+            let load_failed = |reason: String| {
+                Error::Startup(format!(
+                    "failed to LoadX509KeyPair {}, {} - {reason}",
+                    self.cert, self.key
+                ))
+            };
+            let cert = std::fs::read(&self.cert).map_err(|err| load_failed(err.to_string()))?;
+            let key = std::fs::read(&self.key).map_err(|err| load_failed(err.to_string()))?;
+            // reqwest wants the key and the chain in one PEM document.
+            let mut pem = key;
+            pem.push(b'\n');
+            pem.extend_from_slice(&cert);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|err| load_failed(error_chain(&err)))?;
+            builder = builder.identity(identity);
+        }
+        if !self.root_ca_file.is_empty() {
+            let pem = std::fs::read(&self.root_ca_file).map_err(|err| {
+                Error::Startup(format!(
+                    "failed to read TLS root CA file {} - {err}",
+                    self.root_ca_file
+                ))
+            })?;
+            let appended = || {
+                Error::Startup(format!(
+                    "failed to AppendCertsFromPEM {}",
+                    self.root_ca_file
+                ))
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| appended())?;
+            if certs.is_empty() {
+                return Err(appended());
+            }
+            // Go's tls.Config.RootCAs: the given pool replaces the system roots.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(builder.danger_accept_invalid_certs(self.insecure_skip_verify))
+    }
+}
+
 /// Talks to lookupds and nsqds.
 #[derive(Debug, Clone)]
 pub struct ClusterInfo {
     client: reqwest::Client,
+    plain_client: reqwest::Client,
 }
 
 impl ClusterInfo {
-    /// A client with upstream's timeouts; never uses a proxy.
-    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(Error::HttpClient)?;
-        Ok(Self { client })
+    /// Clients with upstream's timeouts; they never use a proxy. The cluster client (lookupd,
+    /// nsqd, `/api/graphite`) uses `tls`; the plain one (notifications, the `/render` proxy)
+    /// uses the built-in roots, as upstream's separate transports do.
+    pub fn new(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        tls: &ClientTls,
+    ) -> Result<Self, Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+        };
+        let client = tls.apply(builder())?.build().map_err(Error::HttpClient)?;
+        let plain_client = builder().build().map_err(Error::HttpClient)?;
+        Ok(Self {
+            client,
+            plain_client,
+        })
     }
 
-    /// The HTTP client (also used for notifications).
+    /// The client for lookupd, nsqd and graphite's JSON API (with the `--http-client-tls-*`
+    /// settings).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The client for notifications and the graphite `/render` proxy (built-in roots, no client
+    /// certificate).
+    pub fn plain_client(&self) -> &reqwest::Client {
+        &self.plain_client
     }
 
     /// Union of every lookupd's `/topics`, sorted.
@@ -1157,7 +1249,9 @@ fn go_request_error(verb: &str, url: &str, err: &reqwest::Error) -> String {
         }
         found
     };
-    let detail = if err.is_connect() {
+    let detail = if let Some(tls) = tls_failure(err) {
+        tls
+    } else if err.is_connect() {
         match io_error {
             Some(std::io::ErrorKind::ConnectionRefused) => {
                 format!("dial tcp {host_port}: connect: connection refused")
@@ -1174,7 +1268,58 @@ fn go_request_error(verb: &str, url: &str, err: &reqwest::Error) -> String {
     format!("{verb} \"{url}\": {detail}")
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// A TLS failure in `err`'s chain, worded as Go's `crypto/tls` words the common ones
+/// (`tls: failed to verify certificate: x509: certificate signed by unknown authority`,
+/// `remote error: tls: certificate required`).
+fn tls_failure(err: &reqwest::Error) -> Option<String> {
+    use rustls::{AlertDescription, CertificateError};
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut found = None;
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            found = Some(tls);
+            break;
+        }
+        // `io::Error::source` skips the error it wraps (rustls's, possibly inside another
+        // io::Error), so step into it explicitly.
+        current = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    let verify = |what: &str| format!("tls: failed to verify certificate: x509: {what}");
+    Some(match found? {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => verify("certificate signed by unknown authority"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                verify("certificate is not valid for the requested host")
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => {
+                verify("certificate has expired or is not yet valid")
+            }
+            other => verify(&format!("{other:?}")),
+        },
+        rustls::Error::AlertReceived(alert) => {
+            let text = match alert {
+                AlertDescription::CertificateRequired => "certificate required".to_owned(),
+                AlertDescription::BadCertificate => "bad certificate".to_owned(),
+                AlertDescription::UnknownCA => "unknown certificate authority".to_owned(),
+                AlertDescription::HandshakeFailure => "handshake failure".to_owned(),
+                other => format!("{other:?}"),
+            };
+            format!("remote error: tls: {text}")
+        }
+        other => format!("tls: {other}"),
+    })
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(current) = source {
@@ -1652,7 +1797,12 @@ mod tests {
             .as_socket()
             .unwrap()
             .to_string();
-        let cluster = ClusterInfo::new(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+        let cluster = ClusterInfo::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            &ClientTls::default(),
+        )
+        .unwrap();
         let err = cluster
             .lookupd_topics(std::slice::from_ref(&addr))
             .await
@@ -1663,5 +1813,267 @@ mod tests {
                 "UPSTREAM_ERROR: failed to query any nsqlookupd: Get \"http://{addr}/topics\": dial tcp {addr}: connect: connection refused"
             )
         );
+    }
+
+    /// TLS for calls to nsqd: a fake nsqd whose plain HTTP port answers every request with
+    /// `403 TLS_REQUIRED` and its `https_port` (nsqd's `--tls-required`), and whose HTTPS port
+    /// serves `/stats`, with certificates from a throw-away CA.
+    mod tls {
+        use super::*;
+        use axum::http::StatusCode as Status;
+        use std::net::SocketAddr;
+        use std::sync::Arc;
+        use tokio::net::{TcpListener, TcpStream};
+
+        /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+        pub(super) struct Pki {
+            pub(super) dir: tempfile::TempDir,
+            ca_cert: rcgen::Certificate,
+            server: (String, String),
+        }
+
+        impl Pki {
+            pub(super) fn new() -> Self {
+                let ca_key = rcgen::KeyPair::generate().unwrap();
+                let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+                ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                ca.distinguished_name
+                    .push(rcgen::DnType::CommonName, "nsqadmin test CA");
+                let ca_cert = ca.self_signed(&ca_key).unwrap();
+                let leaf = |names: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose| {
+                    let key = rcgen::KeyPair::generate().unwrap();
+                    let mut params = rcgen::CertificateParams::new(names).unwrap();
+                    params.extended_key_usages = vec![usage];
+                    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+                    (cert.pem(), key.serialize_pem())
+                };
+                let server = leaf(
+                    vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+                    rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                );
+                let client = leaf(
+                    vec!["nsqadmin".to_owned()],
+                    rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+                );
+                let dir = tempfile::tempdir().unwrap();
+                for (name, text) in [
+                    ("ca.pem", ca_cert.pem()),
+                    ("client.pem", client.0),
+                    ("client.key", client.1),
+                    ("server.pem", server.0.clone()),
+                    ("empty.pem", "not a certificate\n".to_owned()),
+                ] {
+                    std::fs::write(dir.path().join(name), text).unwrap();
+                }
+                Self {
+                    dir,
+                    ca_cert,
+                    server,
+                }
+            }
+
+            pub(super) fn path(&self, name: &str) -> String {
+                self.dir.path().join(name).display().to_string()
+            }
+
+            fn server_config(&self, require_client_cert: bool) -> rustls::ServerConfig {
+                use rustls_pki_types::pem::PemObject as _;
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let certs = vec![
+                    rustls_pki_types::CertificateDer::from_pem_slice(self.server.0.as_bytes())
+                        .unwrap(),
+                ];
+                let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(self.server.1.as_bytes())
+                    .unwrap();
+                let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+                    .with_safe_default_protocol_versions()
+                    .unwrap();
+                let builder = if require_client_cert {
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(self.ca_cert.der().clone()).unwrap();
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()
+                    .unwrap();
+                    builder.with_client_cert_verifier(verifier)
+                } else {
+                    builder.with_no_client_auth()
+                };
+                builder.with_single_cert(certs, key).unwrap()
+            }
+        }
+
+        /// Accepts TCP connections and completes the TLS handshake (failed handshakes are
+        /// dropped).
+        struct TlsListener {
+            tcp: TcpListener,
+            acceptor: tokio_rustls::TlsAcceptor,
+        }
+
+        impl axum::serve::Listener for TlsListener {
+            type Io = tokio_rustls::server::TlsStream<TcpStream>;
+            type Addr = SocketAddr;
+
+            async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+                loop {
+                    let Ok((stream, addr)) = self.tcp.accept().await else {
+                        continue;
+                    };
+                    if let Ok(tls) = self.acceptor.accept(stream).await {
+                        return (tls, addr);
+                    }
+                }
+            }
+
+            fn local_addr(&self) -> std::io::Result<SocketAddr> {
+                self.tcp.local_addr()
+            }
+        }
+
+        /// Starts the fake nsqd; returns its plain HTTP address (what nsqadmin is given).
+        pub(super) async fn tls_required_nsqd(pki: &Pki, require_client_cert: bool) -> String {
+            let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let https_port = tcp.local_addr().unwrap().port();
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config(require_client_cert)));
+            let https = axum::Router::new().route(
+                "/stats",
+                axum::routing::get(|| async {
+                    axum::Json(serde_json::json!({
+                        "version": "1.3.0", "health": "OK", "start_time": 1,
+                        "topics": [{"topic_name": "tls_topic", "channels": [], "depth": 0,
+                                    "backend_depth": 0, "message_count": 3, "paused": false}],
+                        "producers": []
+                    }))
+                }),
+            );
+            tokio::spawn(async move { axum::serve(TlsListener { tcp, acceptor }, https).await });
+            let plain = axum::Router::new().fallback(move || async move {
+                (
+                    Status::FORBIDDEN,
+                    [("content-type", "application/json; charset=utf-8")],
+                    format!(r#"{{"message": "TLS_REQUIRED", "https_port": {https_port}}}"#),
+                )
+            });
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            tokio::spawn(async move { axum::serve(listener, plain).await });
+            addr
+        }
+
+        fn cluster(tls: ClientTls) -> Result<ClusterInfo, Error> {
+            ClusterInfo::new(Duration::from_secs(2), Duration::from_secs(5), &tls)
+        }
+
+        async fn topics(cluster: &ClusterInfo, nsqd: &str) -> Result<Vec<String>, String> {
+            cluster
+                .nsqd_topics(&[nsqd.to_owned()])
+                .await
+                .map(|found| found.data)
+                .map_err(|err| err.to_string())
+        }
+
+        #[tokio::test]
+        async fn root_ca_and_skip_verify_reach_an_https_nsqd() {
+            let pki = Pki::new();
+            let nsqd = tls_required_nsqd(&pki, false).await;
+            let with_ca = cluster(ClientTls {
+                root_ca_file: pki.path("ca.pem"),
+                ..ClientTls::default()
+            })
+            .unwrap();
+            assert_eq!(topics(&with_ca, &nsqd).await.unwrap(), ["tls_topic"]);
+
+            // No CA: the certificate is refused, and the error says why (Go's wording).
+            let without = cluster(ClientTls::default()).unwrap();
+            let err = topics(&without, &nsqd).await.unwrap_err();
+            let https_port = err
+                .split("https://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(
+                err,
+                format!(
+                    "UPSTREAM_ERROR: failed to query any nsqd: Get \"https://127.0.0.1:{https_port}/stats?format=json\": tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                )
+            );
+
+            let skip = cluster(ClientTls {
+                insecure_skip_verify: true,
+                ..ClientTls::default()
+            })
+            .unwrap();
+            assert_eq!(topics(&skip, &nsqd).await.unwrap(), ["tls_topic"]);
+        }
+
+        #[tokio::test]
+        async fn client_certificate_for_an_nsqd_that_requires_one() {
+            let pki = Pki::new();
+            let nsqd = tls_required_nsqd(&pki, true).await;
+            let with_cert = cluster(ClientTls {
+                root_ca_file: pki.path("ca.pem"),
+                cert: pki.path("client.pem"),
+                key: pki.path("client.key"),
+                ..ClientTls::default()
+            })
+            .unwrap();
+            assert_eq!(topics(&with_cert, &nsqd).await.unwrap(), ["tls_topic"]);
+
+            let without_cert = cluster(ClientTls {
+                root_ca_file: pki.path("ca.pem"),
+                ..ClientTls::default()
+            })
+            .unwrap();
+            let err = topics(&without_cert, &nsqd).await.unwrap_err();
+            assert!(
+                err.starts_with(
+                    "UPSTREAM_ERROR: failed to query any nsqd: Get \"https://127.0.0.1:"
+                ) && err.ends_with("\": remote error: tls: certificate required"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn unusable_tls_files_stop_start_up_with_upstreams_messages() {
+            let pki = Pki::new();
+            let failure = |tls: ClientTls| cluster(tls).unwrap_err().to_string();
+            let missing = pki.path("missing.pem");
+            assert!(
+                failure(ClientTls {
+                    root_ca_file: missing.clone(),
+                    ..ClientTls::default()
+                })
+                .starts_with(&format!("failed to read TLS root CA file {missing} - ")),
+            );
+            let empty = pki.path("empty.pem");
+            assert_eq!(
+                failure(ClientTls {
+                    root_ca_file: empty.clone(),
+                    ..ClientTls::default()
+                }),
+                format!("failed to AppendCertsFromPEM {empty}")
+            );
+            let (cert, key) = (pki.path("client.pem"), pki.path("ca.pem"));
+            assert!(
+                failure(ClientTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ..ClientTls::default()
+                })
+                .starts_with(&format!("failed to LoadX509KeyPair {cert}, {key} - ")),
+            );
+            assert!(
+                failure(ClientTls {
+                    cert: cert.clone(),
+                    key: missing.clone(),
+                    ..ClientTls::default()
+                })
+                .starts_with(&format!("failed to LoadX509KeyPair {cert}, {missing} - ")),
+            );
+        }
     }
 }

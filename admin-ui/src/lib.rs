@@ -96,8 +96,9 @@ pub async fn start(
     Ok(Running { http_addr, join })
 }
 
-/// The router: pages, assets, `/api/*`, `/config/*`, `/ping`, under `--base-path`; responses
-/// are gzip- or deflate-compressed when the client asks.
+/// The router: pages, assets, `/api/*`, `/config/*`, `/ping` and, with `--proxy-graphite`,
+/// graphite's `/render`, under `--base-path`; responses are gzip- or deflate-compressed when the
+/// client asks.
 pub fn app(state: Arc<AppState>) -> Router {
     const GET: &str = "GET, OPTIONS";
     let only_get = |handler: MethodRouter<Arc<AppState>>| -> MethodRouter<Arc<AppState>> {
@@ -153,8 +154,13 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .put(api::config)
                 .fallback(api::method_not_allowed("GET, OPTIONS, PUT")),
         )
-        .fallback(api::not_found)
-        .with_state(state);
+        .fallback(api::not_found);
+    let routes = if state.options().proxy_graphite {
+        routes.route("/render", only_get(get(api::graphite_render)))
+    } else {
+        routes
+    };
+    let routes = routes.with_state(state);
     let router = if base_path == "/" {
         routes
     } else {
@@ -455,6 +461,231 @@ mod tests {
                 r#"{"message":"INTERNAL_ERROR"}"#
             )
         );
+    }
+
+    /// What the fake graphite received: query string and `Authorization` of each `/render`.
+    type Seen = Arc<parking_lot::Mutex<Vec<(String, String)>>>;
+
+    /// A fake graphite-web: `/render` answers a tiny PNG, or JSON with `format=json`;
+    /// `status=<n>` picks the status. Every request is recorded.
+    async fn fake_graphite() -> (SocketAddr, Seen) {
+        use axum::extract::{RawQuery, State as Shared};
+        let seen = Seen::default();
+        let graphite = axum::Router::new()
+            .route(
+                "/render",
+                axum::routing::get(
+                    |Shared(seen): Shared<Seen>,
+                     RawQuery(query): RawQuery,
+                     headers: axum::http::HeaderMap| async move {
+                        let query = query.unwrap_or_default();
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        seen.lock().push((query.clone(), auth));
+                        let status = query
+                            .split('&')
+                            .find_map(|pair| pair.strip_prefix("status="))
+                            .and_then(|code| code.parse().ok())
+                            .and_then(|code| StatusCode::from_u16(code).ok())
+                            .unwrap_or(StatusCode::OK);
+                        let (content_type, body) = if query.contains("format=json") {
+                            ("application/json", GRAPHITE_JSON.to_vec())
+                        } else {
+                            ("image/png", TINY_PNG.to_vec())
+                        };
+                        axum::response::Response::builder()
+                            .status(status)
+                            .header("content-type", content_type)
+                            .header("cache-control", "max-age=60")
+                            .header("x-not-proxied", "1")
+                            .body(axum::body::Body::from(body))
+                            .unwrap()
+                    },
+                ),
+            )
+            .with_state(Arc::clone(&seen));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, graphite).await });
+        (addr, seen)
+    }
+
+    const GRAPHITE_JSON: &[u8] = br#"[{"target":"x","datapoints":[[120.0,1]]}]"#;
+
+    /// A 1×1 transparent PNG.
+    const TINY_PNG: [u8; 68] = [
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
+        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0b, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60,
+        0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0x7a, 0x5e, 0xab, 0x3f, 0x00, 0x00, 0x00, 0x00,
+        0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+
+    async fn call_bytes(
+        options: Options,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let state = Arc::new(AppState::new(options, None).unwrap());
+        let response = app(state).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn render_is_proxied_to_graphite_only_with_proxy_graphite() {
+        let (graphite, seen) = fake_graphite().await;
+        let proxied = |url: String, base: &str| {
+            let base = base.to_owned();
+            options(move |options| {
+                options.graphite_url = url;
+                options.proxy_graphite = true;
+                options.base_path = base;
+            })
+        };
+        let query = "target=summarize(sumSeries(stats.gauges.nsq.*.topic.t.depth),%2260sec%22,%22avg%22)&target=x&from=-2h&until=-1min";
+        let (status, headers, body) = call_bytes(
+            proxied(format!("http://{graphite}/"), "/"),
+            get(&format!("/render?{query}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "image/png");
+        assert_eq!(headers["cache-control"], "max-age=60");
+        assert!(!headers.contains_key("x-not-proxied"));
+        assert_eq!(body, TINY_PNG);
+        assert_eq!(seen.lock().pop(), Some((query.to_owned(), String::new())));
+
+        // Under --base-path; user:password in --graphite-url become Basic auth.
+        let (status, headers, body) = call_bytes(
+            proxied(format!("http://nsq:p%40ss@{graphite}"), "/admin"),
+            get(&format!("/admin/render?{query}&format=json")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, GRAPHITE_JSON);
+        assert_eq!(
+            seen.lock().pop(),
+            Some((
+                format!("{query}&format=json"),
+                "Basic bnNxOnBAc3M=".to_owned()
+            ))
+        );
+
+        // Graphite's status comes back as is.
+        let (status, _, _) = call_bytes(
+            proxied(format!("http://{graphite}"), "/"),
+            get("/render?status=400&target=bad("),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Graphite down: 502 with an empty body, like Go's reverse proxy.
+        let (status, _, body) = call_bytes(
+            proxied("http://127.0.0.1:1".to_owned(), "/"),
+            get("/render?target=x"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(body.is_empty());
+        // Only GET.
+        let (status, _, _) = call_bytes(
+            proxied(format!("http://{graphite}"), "/"),
+            Request::post("/render").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+        // Without --proxy-graphite there is no /render.
+        let before = seen.lock().len();
+        let not_proxied = options(|options| options.graphite_url = format!("http://{graphite}"));
+        let (status, _, body) = call(not_proxied, get(&format!("/render?{query}"))).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::NOT_FOUND, r#"{"message":"NOT_FOUND"}"#)
+        );
+        assert_eq!(seen.lock().len(), before);
+    }
+
+    #[tokio::test]
+    async fn page_config_carries_graphite_settings() {
+        let config_of = |body: &str| -> serde_json::Value {
+            let start = body.find(r#"type="application/json">"#).unwrap() + 24;
+            let end = start + body[start..].find("</script>").unwrap();
+            serde_json::from_str(&body[start..end]).unwrap()
+        };
+        let (_, _, body) = call(
+            options(|options| {
+                options.graphite_url = "http://graphite.local:8080/".to_owned();
+                options.statsd_prefix = "prod.%s".to_owned();
+                options.statsd_counter_format = "stats_counts.%s".to_owned();
+                options.statsd_gauge_format = String::new();
+                options.statsd_interval = Duration::from_secs(10);
+            }),
+            get("/topics/t"),
+        )
+        .await;
+        let config = config_of(&body);
+        assert_eq!(config["graphite_enabled"], true);
+        assert_eq!(config["graphite_url"], "http://graphite.local:8080");
+        assert_eq!(config["proxy_graphite"], false);
+        assert_eq!(config["statsd_prefix"], "prod.%s");
+        assert_eq!(config["statsd_counter_format"], "stats_counts.%s");
+        assert_eq!(config["statsd_gauge_format"], "");
+        assert_eq!(config["statsd_interval"], 10);
+        assert!(body.contains(r#"src="/static/graphite.js""#));
+
+        // Proxied: the page asks nsqadmin's own /render, under the base path.
+        let (_, _, body) = call(
+            options(|options| {
+                options.graphite_url = "http://graphite.local:8080".to_owned();
+                options.proxy_graphite = true;
+                options.base_path = "/admin".to_owned();
+            }),
+            get("/admin"),
+        )
+        .await;
+        let config = config_of(&body);
+        assert_eq!(config["graphite_url"], "/admin");
+        assert_eq!(config["proxy_graphite"], true);
+        assert_eq!(config["statsd_prefix"], "nsq.%s");
+        assert_eq!(config["statsd_counter_format"], "stats.counters.%s.count");
+        assert_eq!(config["statsd_gauge_format"], "stats.gauges.%s");
+        assert_eq!(config["statsd_interval"], 60);
+
+        let (_, _, body) = call(options(|_| {}), get("/")).await;
+        assert_eq!(config_of(&body)["graphite_enabled"], false);
+
+        // The new options are readable through /config like every other.
+        let with = || {
+            options(|options| {
+                options.proxy_graphite = true;
+                options.graphite_url = "http://g".to_owned();
+                options.http_client_tls_insecure_skip_verify = true;
+            })
+        };
+        for (name, expected) in [
+            ("proxy_graphite", "true"),
+            ("statsd_prefix", r#""nsq.%s""#),
+            ("statsd_counter_format", r#""stats.counters.%s.count""#),
+            ("statsd_gauge_format", r#""stats.gauges.%s""#),
+            ("http_client_tls_insecure_skip_verify", "true"),
+            ("http_client_tls_root_ca_file", r#""""#),
+            ("http_client_tls_cert", r#""""#),
+            ("http_client_tls_key", r#""""#),
+        ] {
+            let (status, _, body) =
+                call(with(), from("127.0.0.1", get(&format!("/config/{name}")))).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, expected),
+                "{name}"
+            );
+        }
     }
 
     #[tokio::test]

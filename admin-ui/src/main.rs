@@ -73,7 +73,7 @@ async fn serve(options: Options, log_control: logging::LevelControl) -> anyhow::
     let cancel = CancellationToken::new();
     let running = nsqadmin::start(options, Some(log_control), cancel.clone())
         .await
-        .context("failed to instantiate nsqadmin")?;
+        .map_err(|err| anyhow::anyhow!("failed to instantiate nsqadmin - {err}"))?;
     let mut join = running.join;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("signal: terminated"),

@@ -1,8 +1,9 @@
 //! Command-line flags and the `--config` file, resolved into [`Options`].
 //!
 //! Flags are upstream's names. Go's flag syntax also works: `-http-address 127.0.0.1:4171` (one
-//! dash, see [`go_style_args`]), `--flag=value`, `--flag value`. The address flags and
-//! `--admin-user` repeat. A value given on the command line beats the config file, which beats the
+//! dash, see [`go_style_args`]), `--flag=value`, `--flag value`; boolean flags
+//! (`--proxy-graphite`, `--http-client-tls-insecure-skip-verify`) take no value or `=<bool>`. The
+//! address flags and `--admin-user` repeat. A value given on the command line beats the config file, which beats the
 //! default. Config keys are the flag names with `_`, except the lists: `nsqlookupd_http_addresses`,
 //! `nsqd_http_addresses`, `admin_users`. Durations use Go syntax (`2s`, `1m0s`, `250ms`); a bare
 //! number in the config file is milliseconds.
@@ -30,8 +31,19 @@ pub struct Options {
     pub lookupd_http_addresses: Vec<String>,
     /// `--nsqd-http-address` (repeatable): direct-nsqd mode.
     pub nsqd_http_addresses: Vec<String>,
-    /// `--graphite-url`: where `/api/graphite` asks for rates ("" = no graphite).
+    /// `--graphite-url`: graphite-web's base URL; enables the page's graphs and `/api/graphite`
+    /// ("" = no graphite).
     pub graphite_url: String,
+    /// `--proxy-graphite`: serve `<base>/render` as a reverse proxy to `--graphite-url`, so the
+    /// browser only talks to nsqadmin.
+    pub proxy_graphite: bool,
+    /// `--statsd-prefix`: nsqd's statsd key prefix (`%s` = host key), for graphite target names.
+    pub statsd_prefix: String,
+    /// `--statsd-counter-format`: how the statsd server names counters in graphite (`%s` = the
+    /// key; "" = no wrapping).
+    pub statsd_counter_format: String,
+    /// `--statsd-gauge-format`: how the statsd server names gauges in graphite.
+    pub statsd_gauge_format: String,
     /// `--statsd-interval`: nsqd's statsd push interval, used for graphite rate maths.
     pub statsd_interval: Duration,
     /// `--notification-http-endpoint`: receives a JSON POST per admin action ("" = none).
@@ -40,6 +52,16 @@ pub struct Options {
     pub http_client_connect_timeout: Duration,
     /// `--http-client-request-timeout` for calls to lookupd and nsqd.
     pub http_client_request_timeout: Duration,
+    /// `--http-client-tls-insecure-skip-verify`: accept any server certificate on HTTPS calls to
+    /// lookupd, nsqd and graphite.
+    pub http_client_tls_insecure_skip_verify: bool,
+    /// `--http-client-tls-root-ca-file`: PEM bundle of the CAs trusted for those calls (replaces
+    /// the built-in roots; "" = built-in roots).
+    pub http_client_tls_root_ca_file: String,
+    /// `--http-client-tls-cert`: PEM client certificate presented on those calls (with the key).
+    pub http_client_tls_cert: String,
+    /// `--http-client-tls-key`: PEM private key of `--http-client-tls-cert`.
+    pub http_client_tls_key: String,
     /// `--allow-config-from-cidr`: who may use `/config/*` ("" = anyone).
     pub allow_config_from_cidr: String,
     /// `--acl-http-header`: the request header naming the authenticated user.
@@ -61,10 +83,18 @@ impl Default for Options {
             lookupd_http_addresses: Vec::new(),
             nsqd_http_addresses: Vec::new(),
             graphite_url: String::new(),
+            proxy_graphite: false,
+            statsd_prefix: "nsq.%s".to_owned(),
+            statsd_counter_format: "stats.counters.%s.count".to_owned(),
+            statsd_gauge_format: "stats.gauges.%s".to_owned(),
             statsd_interval: Duration::from_secs(60),
             notification_http_endpoint: String::new(),
             http_client_connect_timeout: Duration::from_secs(2),
             http_client_request_timeout: Duration::from_secs(5),
+            http_client_tls_insecure_skip_verify: false,
+            http_client_tls_root_ca_file: String::new(),
+            http_client_tls_cert: String::new(),
+            http_client_tls_key: String::new(),
             allow_config_from_cidr: "127.0.0.1/8".to_owned(),
             acl_http_header: "X-Forwarded-User".to_owned(),
             admin_users: Vec::new(),
@@ -74,8 +104,9 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Upstream's start-up checks that need no I/O: exactly one discovery source, a parsable
-    /// `--allow-config-from-cidr` and `--graphite-url`.
+    /// Upstream's start-up checks that need no I/O: exactly one discovery source,
+    /// `--http-client-tls-cert` and `--http-client-tls-key` together, a parsable
+    /// `--allow-config-from-cidr`, and a parsable `--graphite-url` when `--proxy-graphite`.
     pub fn validate(&self) -> Result<(), Error> {
         match (
             self.lookupd_http_addresses.is_empty(),
@@ -93,6 +124,30 @@ impl Options {
             }
             _ => {}
         }
+        if !self.http_client_tls_cert.is_empty() && self.http_client_tls_key.is_empty() {
+            return Err(Error::Startup(
+                "--http-client-tls-key must be specified with --http-client-tls-cert".to_owned(),
+            ));
+        }
+        if !self.http_client_tls_key.is_empty() && self.http_client_tls_cert.is_empty() {
+            return Err(Error::Startup(
+                "--http-client-tls-cert must be specified with --http-client-tls-key".to_owned(),
+            ));
+        }
+        if self.proxy_graphite {
+            // Go's url.Parse accepts a relative reference (upstream then starts and every
+            // proxied request fails); anything it would reject stops start-up here too.
+            if let Err(err) = reqwest::Url::parse(&self.graphite_url) {
+                let relative = reqwest::Url::parse("http://relative.invalid/")
+                    .and_then(|base| base.join(&self.graphite_url));
+                if relative.is_err() {
+                    return Err(Error::Startup(format!(
+                        "failed to parse --graphite-url ({}) - {err}",
+                        self.graphite_url
+                    )));
+                }
+            }
+        }
         if !self.allow_config_from_cidr.is_empty() {
             crate::api::Cidr::from_str(&self.allow_config_from_cidr).map_err(|reason| {
                 Error::Startup(format!(
@@ -100,12 +155,6 @@ impl Options {
                     self.allow_config_from_cidr
                 ))
             })?;
-        }
-        if !self.graphite_url.is_empty() && reqwest::Url::parse(&self.graphite_url).is_err() {
-            return Err(Error::Startup(format!(
-                "failed to parse --graphite-url ({})",
-                self.graphite_url
-            )));
         }
         Ok(())
     }
@@ -224,9 +273,37 @@ pub struct Cli {
     #[arg(long = "nsqd-http-address", action = ArgAction::Append, allow_hyphen_values = true)]
     pub nsqd_http_addresses: Vec<String>,
 
-    /// graphite HTTP address, used by /api/graphite.
+    /// graphite HTTP address (enables the page's graphs and /api/graphite).
     #[arg(long, allow_hyphen_values = true)]
     pub graphite_url: Option<String>,
+
+    /// Proxy HTTP requests to graphite (the page then loads graphs from <base>/render).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub proxy_graphite: Option<bool>,
+
+    /// Prefix used for keys sent to statsd (%s for host replacement, must match nsqd).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        help = "Prefix used for keys sent to statsd (%s for host replacement, must match nsqd) [default: nsq.%s]"
+    )]
+    pub statsd_prefix: Option<String>,
+
+    /// The counter stats key formatting applied by the statsd server ("" = none).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        help = "The counter stats key formatting applied by the implementation of statsd; \"\" for none [default: stats.counters.%s.count]"
+    )]
+    pub statsd_counter_format: Option<String>,
+
+    /// The gauge stats key formatting applied by the statsd server ("" = none).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        help = "The gauge stats key formatting applied by the implementation of statsd; \"\" for none [default: stats.gauges.%s]"
+    )]
+    pub statsd_gauge_format: Option<String>,
 
     /// Time interval nsqd is configured to push to statsd (must match nsqd) [default: 1m0s].
     #[arg(long, value_parser = parse_go_duration_arg)]
@@ -243,6 +320,22 @@ pub struct Cli {
     /// Timeout for HTTP request [default: 5s].
     #[arg(long, value_parser = parse_go_duration_arg)]
     pub http_client_request_timeout: Option<Duration>,
+
+    /// Configure the HTTP client to skip verification of TLS certificates.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub http_client_tls_insecure_skip_verify: Option<bool>,
+
+    /// Path to CA file for the HTTP client.
+    #[arg(long, allow_hyphen_values = true)]
+    pub http_client_tls_root_ca_file: Option<String>,
+
+    /// Path to certificate file for the HTTP client.
+    #[arg(long, allow_hyphen_values = true)]
+    pub http_client_tls_cert: Option<String>,
+
+    /// Path to key file for the HTTP client.
+    #[arg(long, allow_hyphen_values = true)]
+    pub http_client_tls_key: Option<String>,
 
     /// A CIDR from which to allow HTTP requests to the /config endpoint [default: 127.0.0.1/8].
     #[arg(long, allow_hyphen_values = true)]
@@ -304,6 +397,24 @@ impl Cli {
             nsqd_http_addresses: list(self.nsqd_http_addresses, "nsqd_http_addresses")?,
             graphite_url: pick(self.graphite_url, config, "graphite_url", config_string)?
                 .unwrap_or(defaults.graphite_url),
+            proxy_graphite: pick(self.proxy_graphite, config, "proxy_graphite", config_bool)?
+                .unwrap_or(defaults.proxy_graphite),
+            statsd_prefix: pick(self.statsd_prefix, config, "statsd_prefix", config_string)?
+                .unwrap_or(defaults.statsd_prefix),
+            statsd_counter_format: pick(
+                self.statsd_counter_format,
+                config,
+                "statsd_counter_format",
+                config_string,
+            )?
+            .unwrap_or(defaults.statsd_counter_format),
+            statsd_gauge_format: pick(
+                self.statsd_gauge_format,
+                config,
+                "statsd_gauge_format",
+                config_string,
+            )?
+            .unwrap_or(defaults.statsd_gauge_format),
             statsd_interval: pick(
                 self.statsd_interval,
                 config,
@@ -332,6 +443,34 @@ impl Cli {
                 config_duration,
             )?
             .unwrap_or(defaults.http_client_request_timeout),
+            http_client_tls_insecure_skip_verify: pick(
+                self.http_client_tls_insecure_skip_verify,
+                config,
+                "http_client_tls_insecure_skip_verify",
+                config_bool,
+            )?
+            .unwrap_or(defaults.http_client_tls_insecure_skip_verify),
+            http_client_tls_root_ca_file: pick(
+                self.http_client_tls_root_ca_file,
+                config,
+                "http_client_tls_root_ca_file",
+                config_string,
+            )?
+            .unwrap_or(defaults.http_client_tls_root_ca_file),
+            http_client_tls_cert: pick(
+                self.http_client_tls_cert,
+                config,
+                "http_client_tls_cert",
+                config_string,
+            )?
+            .unwrap_or(defaults.http_client_tls_cert),
+            http_client_tls_key: pick(
+                self.http_client_tls_key,
+                config,
+                "http_client_tls_key",
+                config_string,
+            )?
+            .unwrap_or(defaults.http_client_tls_key),
             allow_config_from_cidr: pick(
                 self.allow_config_from_cidr,
                 config,
@@ -372,7 +511,7 @@ pub fn normalize_base_path(raw: &str) -> String {
 }
 
 /// The flags that take a value, so the next argument is never rewritten.
-const VALUE_FLAGS: [&str; 16] = [
+const VALUE_FLAGS: [&str; 22] = [
     "config",
     "log-level",
     "log-prefix",
@@ -381,10 +520,16 @@ const VALUE_FLAGS: [&str; 16] = [
     "lookupd-http-address",
     "nsqd-http-address",
     "graphite-url",
+    "statsd-prefix",
+    "statsd-counter-format",
+    "statsd-gauge-format",
     "statsd-interval",
     "notification-http-endpoint",
     "http-client-connect-timeout",
     "http-client-request-timeout",
+    "http-client-tls-root-ca-file",
+    "http-client-tls-cert",
+    "http-client-tls-key",
     "allow-config-from-cidr",
     "acl-http-header",
     "admin-user",
@@ -576,6 +721,17 @@ fn config_string_list(value: &toml::Value) -> Result<Vec<String>, String> {
     }
 }
 
+/// A boolean: TOML `true`/`false`, a string Go's `strconv.ParseBool` accepts, or a number
+/// (non-zero = true), as Go's options loader coerces them.
+fn config_bool(value: &toml::Value) -> Result<bool, String> {
+    match value {
+        toml::Value::Boolean(flag) => Ok(*flag),
+        toml::Value::String(text) => parse_go_bool(text),
+        toml::Value::Integer(number) => Ok(*number != 0),
+        other => Err(format!("expected a boolean, got {}", other.type_str())),
+    }
+}
+
 /// A Go duration string, or an integer number of milliseconds.
 fn config_duration(value: &toml::Value) -> Result<Duration, String> {
     match value {
@@ -674,6 +830,173 @@ mod tests {
                 .unwrap()
                 .wants_version()
         );
+    }
+
+    #[test]
+    fn graphite_statsd_and_tls_flags() {
+        let defaults = parse(&[]).unwrap();
+        assert!(!defaults.proxy_graphite);
+        assert_eq!(defaults.statsd_prefix, "nsq.%s");
+        assert_eq!(defaults.statsd_counter_format, "stats.counters.%s.count");
+        assert_eq!(defaults.statsd_gauge_format, "stats.gauges.%s");
+        assert!(!defaults.http_client_tls_insecure_skip_verify);
+        assert_eq!(defaults.http_client_tls_root_ca_file, "");
+        assert_eq!(defaults.http_client_tls_cert, "");
+        assert_eq!(defaults.http_client_tls_key, "");
+
+        // Go style (one dash, separate values) and clap style, bools with and without a value.
+        let options = parse(&[
+            "-graphite-url",
+            "http://graphite.local:8080",
+            "-proxy-graphite",
+            "-statsd-prefix",
+            "-prod.nsq.%s",
+            "--statsd-counter-format=%s",
+            "-statsd-gauge-format",
+            "",
+            "-statsd-interval=10s",
+            "-http-client-tls-insecure-skip-verify=true",
+            "-http-client-tls-root-ca-file",
+            "/etc/nsq/ca.pem",
+            "--http-client-tls-cert",
+            "/etc/nsq/client.pem",
+            "-http-client-tls-key=/etc/nsq/client.key",
+        ])
+        .unwrap();
+        assert_eq!(options.graphite_url, "http://graphite.local:8080");
+        assert!(options.proxy_graphite);
+        assert_eq!(options.statsd_prefix, "-prod.nsq.%s");
+        assert_eq!(options.statsd_counter_format, "%s");
+        assert_eq!(options.statsd_gauge_format, "");
+        assert_eq!(options.statsd_interval, Duration::from_secs(10));
+        assert!(options.http_client_tls_insecure_skip_verify);
+        assert_eq!(options.http_client_tls_root_ca_file, "/etc/nsq/ca.pem");
+        assert_eq!(options.http_client_tls_cert, "/etc/nsq/client.pem");
+        assert_eq!(options.http_client_tls_key, "/etc/nsq/client.key");
+
+        let off = parse(&[
+            "--proxy-graphite=false",
+            "--http-client-tls-insecure-skip-verify=0",
+        ])
+        .unwrap();
+        assert!(!off.proxy_graphite);
+        assert!(!off.http_client_tls_insecure_skip_verify);
+        for bad in [
+            &["--proxy-graphite=maybe"][..],
+            &["--http-client-tls-insecure-skip-verify=yes"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn graphite_statsd_and_tls_config_keys() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            r#"
+nsqd_http_addresses = ["127.0.0.1:4151"]
+graphite_url = "http://graphite.local"
+proxy_graphite = true
+statsd_prefix = "prod.%s"
+statsd_counter_format = "stats_counts.%s"
+statsd_gauge_format = ""
+statsd_interval = "30s"
+http_client_tls_insecure_skip_verify = true
+http_client_tls_root_ca_file = "/ca.pem"
+http_client_tls_cert = "/client.pem"
+http_client_tls_key = "/client.key"
+"#
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let options = parse(&["--config", path]).unwrap();
+        assert_eq!(options.graphite_url, "http://graphite.local");
+        assert!(options.proxy_graphite);
+        assert_eq!(options.statsd_prefix, "prod.%s");
+        assert_eq!(options.statsd_counter_format, "stats_counts.%s");
+        assert_eq!(options.statsd_gauge_format, "");
+        assert_eq!(options.statsd_interval, Duration::from_secs(30));
+        assert!(options.http_client_tls_insecure_skip_verify);
+        assert_eq!(options.http_client_tls_root_ca_file, "/ca.pem");
+        assert_eq!(options.http_client_tls_cert, "/client.pem");
+        assert_eq!(options.http_client_tls_key, "/client.key");
+        options.validate().unwrap();
+
+        // The command line beats the file.
+        let flagged = parse(&[
+            "--config",
+            path,
+            "--proxy-graphite=false",
+            "--statsd-prefix=other.%s",
+            "--http-client-tls-insecure-skip-verify=false",
+        ])
+        .unwrap();
+        assert!(!flagged.proxy_graphite);
+        assert_eq!(flagged.statsd_prefix, "other.%s");
+        assert!(!flagged.http_client_tls_insecure_skip_verify);
+
+        // Booleans as Go's options loader takes them; anything else is an error.
+        for (text, expected) in [("\"true\"", true), ("\"0\"", false), ("1", true)] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            writeln!(file, "proxy_graphite = {text}").unwrap();
+            let options = parse(&["--config", file.path().to_str().unwrap()]).unwrap();
+            assert_eq!(options.proxy_graphite, expected, "{text}");
+        }
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "proxy_graphite = [1]").unwrap();
+        let err = parse(&["--config", bad.path().to_str().unwrap()]).unwrap_err();
+        assert!(err.contains("proxy_graphite"), "{err}");
+    }
+
+    #[test]
+    fn tls_pair_and_proxied_graphite_url_are_checked() {
+        let base = || Options {
+            nsqd_http_addresses: vec!["127.0.0.1:4151".to_owned()],
+            ..Options::default()
+        };
+        let cert_only = Options {
+            http_client_tls_cert: "/client.pem".to_owned(),
+            ..base()
+        };
+        assert_eq!(
+            cert_only.validate().unwrap_err().to_string(),
+            "--http-client-tls-key must be specified with --http-client-tls-cert"
+        );
+        let key_only = Options {
+            http_client_tls_key: "/client.key".to_owned(),
+            ..base()
+        };
+        assert_eq!(
+            key_only.validate().unwrap_err().to_string(),
+            "--http-client-tls-cert must be specified with --http-client-tls-key"
+        );
+        let bad_url = Options {
+            graphite_url: "http://graphite:notaport".to_owned(),
+            proxy_graphite: true,
+            ..base()
+        };
+        assert!(
+            bad_url
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("failed to parse --graphite-url (http://graphite:notaport) - "),
+        );
+        // Only checked when proxying, as upstream; a relative URL parses in Go too.
+        Options {
+            proxy_graphite: false,
+            ..bad_url
+        }
+        .validate()
+        .unwrap();
+        Options {
+            graphite_url: "graphite.local/x".to_owned(),
+            proxy_graphite: true,
+            ..base()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

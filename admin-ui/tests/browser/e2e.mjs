@@ -1,9 +1,12 @@
 // End-to-end test of the nsqadmin page in headless Chromium (Debian's /usr/bin/chromium, driven
 // by playwright-core; no browser is ever downloaded).
 //
-// Run by the Rust test `browser::page_in_headless_chromium`, which starts nsqlookupd, two nsqd and
-// two nsqadmin (lookupd mode and direct mode) and passes them in the environment:
+// Run by the Rust test `browser::page_in_headless_chromium`, which starts nsqlookupd, two nsqd,
+// nsqadmins (lookupd mode, direct mode, read-only, and two with a fake graphite) and passes them in
+// the environment:
 //   NSQADMIN_E2E='{"admin":"http://127.0.0.1:P","direct_admin":"http://127.0.0.1:Q",
+//                  "readonly_admin":…, "graphite":"http://127.0.0.1:G",
+//                  "graphite_admin":…, "proxy_admin":…,
 //                  "nsqd":[{"http":"127.0.0.1:H","tcp":"127.0.0.1:T","pid":123},…],
 //                  "screenshots":"/abs/dir"}'
 // Exit code 0 = every check passed. Screenshots of every page land in "screenshots".
@@ -133,6 +136,111 @@ async function eventually(what, check, timeout = 20000) {
 function check(condition, what) {
   if (!condition) throw new Error(`check failed: ${what}`);
   log('ok:', what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graphite
+
+// The `target` values of a graph URL (relative URLs resolve against the page).
+function targetsOf(src) {
+  return new URL(src, 'http://page.invalid/').searchParams.getAll('target');
+}
+
+async function graphSources(page, selector) {
+  return page.locator(selector).evaluateAll((imgs) => imgs.map((img) => ({
+    src: img.getAttribute('src'), absolute: img.src, loaded: img.complete && img.naturalWidth > 0,
+  })));
+}
+
+async function allLoaded(page, selector) {
+  return eventually(`graphite images loaded (${selector})`, async () => {
+    const imgs = await graphSources(page, selector);
+    return imgs.length > 0 && imgs.every((img) => img.loaded) ? imgs : null;
+  });
+}
+
+async function graphiteChecks(page, shot) {
+  const G = cfg.graphite_admin;
+  const P = cfg.proxy_admin;
+  const nodeKey = (node) => node.http.replace(/[.:]/g, '_');
+  const spark = (target, interval = 60) => `summarize(${target},"${interval}sec","avg")`;
+
+  // Straight from graphite, upstream's default names (prefix nsq.%s, stats.counters/gauges).
+  await page.goto(`${G}/topics/e2e_live`);
+  await page.locator('#topic-graphite img[data-graphite]').first().waitFor();
+  check(await page.locator('#graph-interval').inputValue() === '2h', 'graph timeframe defaults to 2h');
+  const topicImgs = await allLoaded(page, '#topic-graphite img[data-graphite], #topic-channels-graphite img[data-graphite]');
+  check(topicImgs.every((img) => img.src.startsWith(`${cfg.graphite}/render?`)), 'topic graphs load from graphite itself');
+  const targets = topicImgs.flatMap((img) => targetsOf(img.src));
+  for (const expected of [
+    spark('sumSeries(stats.gauges.nsq.*.topic.e2e_live.depth)'),
+    spark('sumSeries(stats.counters.nsq.*.topic.e2e_live.message_count.count)'),
+    spark(`sumSeries(stats.gauges.nsq.${nodeKey(A)}.topic.e2e_live.depth)`),
+    spark(`sumSeries(stats.counters.nsq.${nodeKey(B)}.topic.e2e_live.message_count.count)`),
+    spark('sumSeries(stats.gauges.nsq.*.topic.e2e_live.channel.workers.depth)'),
+    spark('sumSeries(stats.gauges.nsq.*.topic.e2e_live.channel.workers.in_flight_count)'),
+    spark('sumSeries(stats.counters.nsq.*.topic.e2e_live.channel.workers.requeue_count.count)'),
+    spark('sumSeries(stats.counters.nsq.*.topic.e2e_live.channel.workers.message_count.count)'),
+    spark('sumSeries(stats.gauges.nsq.*.topic.e2e_live.channel.workers.clients)'),
+  ]) check(targets.includes(expected), `topic page graphs ${expected}`);
+  check(new URL(topicImgs[0].src).searchParams.get('from') === '-2h', 'sparklines cover -2h');
+  const large = await page.locator('#topic-graphite tr[data-node="*"] a.graphite').first().getAttribute('href');
+  check(targetsOf(large).includes(spark('sumSeries(stats.gauges.nsq.*.topic.e2e_live.depth)'))
+    && new URL(large).searchParams.get('width') === '800', 'sparklines link to the 800×450 graph');
+  const rate = page.locator('#topic-graphite tr[data-node="*"] [data-graphite-rate]');
+  check(await rate.getAttribute('data-graphite-rate') === 'sumSeries(stats.counters.nsq.*.topic.e2e_live.message_count.count)', 'rate target is the topic message count');
+  await eventually('graphite rate 120 / 60 s', async () => (await rate.innerText()) === '2.00');
+  await page.waitForTimeout(1500);
+  await shot('graphite-topic');
+
+  // The timeframe selector changes every graph.
+  await page.selectOption('#graph-interval', '24h');
+  await eventually('graphs redrawn for 24h', async () => {
+    const imgs = await graphSources(page, '#topic-graphite img[data-graphite]');
+    return imgs.length > 0 && imgs.every((img) => new URL(img.src).searchParams.get('from') === '-24h');
+  });
+  await page.selectOption('#graph-interval', '2h');
+
+  // Channel, topics list, node and counter pages.
+  await page.goto(`${G}/topics/e2e_live/workers`);
+  const channelImgs = await allLoaded(page, '#channel-graphite img[data-graphite]');
+  check(channelImgs.flatMap((img) => targetsOf(img.src)).includes(spark(`sumSeries(stats.gauges.nsq.${nodeKey(A)}.topic.e2e_live.channel.workers.depth)`)),
+    'channel page graphs per-node channel depth');
+  await page.goto(`${G}/topics`);
+  const listImgs = await allLoaded(page, 'tr[data-topic="e2e_live"] img[data-graphite]');
+  check(listImgs.flatMap((img) => targetsOf(img.src)).includes(spark('sumSeries(stats.counters.nsq.*.topic.e2e_live.message_count.count)')),
+    'topics list graphs each topic');
+  await eventually('topics list graphite rate', async () => (await page.locator('tr[data-topic="e2e_live"] [data-graphite-rate]').innerText()) === '2.00');
+  await shot('graphite-topics');
+  await page.goto(`${G}/nodes/${A.http}`);
+  const nodeImgs = await allLoaded(page, '#node-graphite img[data-graphite]');
+  const nodeTargets = nodeImgs.flatMap((img) => targetsOf(img.src));
+  check(nodeImgs.length === 4
+    && nodeTargets.includes(spark(`stats.gauges.nsq.${nodeKey(A)}.mem.heap_objects`))
+    && nodeTargets.includes(spark(`stats.gauges.nsq.${nodeKey(A)}.mem.*_bytes`))
+    && nodeTargets.includes(spark(`scale(movingAverage(stats.counters.nsq.${nodeKey(A)}.mem.gc_runs.count,45),0.016666666666666666)`)),
+  'node page draws the four memory graphs');
+  await page.goto(`${G}/counter`);
+  const counterImgs = await allLoaded(page, '#counter-graphite img[data-graphite]');
+  check(targetsOf(counterImgs[0].src).includes(spark('scale(sumSeries(stats.counters.nsq.*.topic.*.channel.*.message_count.count),0.016666666666666666)')),
+    'counter page graphs the cluster message rate');
+
+  // Through nsqadmin's /render, with the proxied nsqadmin's statsd flags.
+  await page.goto(`${P}/topics/e2e_live`);
+  const proxied = await allLoaded(page, '#topic-graphite img[data-graphite], #topic-channels-graphite img[data-graphite]');
+  check(proxied.every((img) => img.absolute.startsWith(`${P}/render?`) && img.src.startsWith('/render?')),
+    'with --proxy-graphite the page loads graphs from nsqadmin\'s /render');
+  const proxiedTargets = proxied.flatMap((img) => targetsOf(img.src));
+  for (const expected of [
+    spark('sumSeries(prod.*.topic.e2e_live.depth)', 10),
+    spark('sumSeries(stats_counts.prod.*.topic.e2e_live.message_count)', 10),
+    spark(`sumSeries(prod.${nodeKey(A)}.topic.e2e_live.depth)`, 10),
+    spark('sumSeries(stats_counts.prod.*.topic.e2e_live.channel.workers.requeue_count)', 10),
+  ]) check(proxiedTargets.includes(expected), `proxied topic page graphs ${expected}`);
+  const proxiedRate = page.locator('#topic-graphite tr[data-node="*"] [data-graphite-rate]');
+  await eventually('graphite rate 120 / 10 s', async () => (await proxiedRate.innerText()) === '12.00');
+  check((await page.locator('#footer').innerText()).includes('graphite (proxied)'), 'footer says graphite is proxied');
+  await shot('graphite-proxied');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +438,13 @@ async function main() {
   await page.waitForTimeout(4000);
   await shot('counter');
 
-  // 11. A node goes down: the page says which one and shows the rest.
+  // 11. Graphite graphs (only with --graphite-url): <img> of graphite's /render with upstream's
+  // target names, straight from graphite or through nsqadmin's /render (--proxy-graphite).
+  check(await page.locator('img[data-graphite]').count() === 0 && await page.locator('#graph-interval-box').isHidden(),
+    'no graphite graphs or timeframe selector without --graphite-url');
+  if (cfg.graphite_admin) await graphiteChecks(page, shot);
+
+  // 12. A node goes down: the page says which one and shows the rest.
   process.kill(B.pid, 'SIGSTOP');
   log('nsqd B stopped (SIGSTOP)', B.http);
   await page.goto(`${ADMIN}/`);

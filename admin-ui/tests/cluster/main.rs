@@ -3,9 +3,14 @@
 //!
 //! * `api`: `/api/*` compared with upstream's captured answers (`shared/fixtures/nsqadmin`),
 //!   ACL and notifications, partial and total upstream failures, start-up checks.
-//! * `browser`: the page in headless Chromium (`tests/browser/e2e.mjs`, playwright-core).
+//! * `browser`: the page in headless Chromium (`tests/browser/e2e.mjs`, playwright-core), also
+//!   with graphite graphs from a fake graphite, direct and through nsqadmin's `/render` proxy.
+//! * `graphite`: the page's graphite target names and graph URLs (`assets/graphite.js` under node).
+//! * `tls`: nsqadmin's `--http-client-tls-*` flags against a real nsqd with `--tls-required`.
 
 mod api;
 mod browser;
+mod graphite;
 mod harness;
 mod shape;
+mod tls;
