@@ -544,6 +544,7 @@ impl Channel {
             sample_rate,
         } = request;
         let mut delivered = 0;
+        let mut sampled_out = Vec::new();
         let mut state = self.state.lock();
         if state.paused || self.is_deleted() {
             return Taken {
@@ -558,6 +559,10 @@ impl Channel {
                 break;
             };
             if sample_rate > 0 && rng.random_range(0..100u8) > sample_rate {
+                // Dropped for this channel: in durable mode its record is done too.
+                if let Some(pin) = state.pins.remove(&message.id) {
+                    sampled_out.push(pin);
+                }
                 continue;
             }
             if state.in_flight.contains(&message.id) {
@@ -582,6 +587,11 @@ impl Channel {
         }
         let exhausted = state.queue.is_empty();
         drop(state);
+        if let Some(backend) = &self.backend
+            && !sampled_out.is_empty()
+        {
+            backend.release(sampled_out);
+        }
         let refill = exhausted && self.backend.as_ref().is_some_and(|b| b.depth() > 0);
         if delivered > 0 {
             client

@@ -472,3 +472,51 @@ async fn durable_http_publishes_survive_sigkill() {
     bodies.sort();
     assert_eq!(bodies, ["later", "one", "three", "two"]);
 }
+
+/// A consumer's sample rate drops messages for its channel; in durable mode their records are
+/// released too, so they do not keep old segments alive.
+#[tokio::test]
+async fn durable_sampled_out_messages_release_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--durable",
+        "--max-bytes-per-file=4096",
+        "--sync-every=50",
+        "--sync-timeout=20ms",
+    ];
+    let nsqd = NsqdProcess::start_in(dir.path(), &args);
+    let mut consumer =
+        RawConn::consumer(nsqd.tcp_addr, "sampled", "c", r#""sample_rate":50"#, 2000).await;
+    let mut producer = nsqd.connect().await;
+    let bodies: Vec<Vec<u8>> = (0..2000)
+        .map(|n| format!("{n:0>100}").into_bytes())
+        .collect();
+    for chunk in bodies.chunks(100) {
+        producer.mpub("sampled", chunk).await;
+    }
+    let mut received = 0;
+    while let Read::Frame(Frame::Message(message), _) = consumer.next(Duration::from_secs(2)).await
+    {
+        received += 1;
+        consumer.fin(&message).await;
+    }
+    assert!(
+        received > 0 && received < 2000,
+        "sampling delivered {received}"
+    );
+    let segments = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("sampled:c.diskqueue2.") && !name.contains("meta")
+            })
+            .count()
+    };
+    assert!(
+        nsq_tests::wait_until(Duration::from_secs(10), || segments() <= 2),
+        "{} segment files kept by sampled-out messages",
+        segments()
+    );
+}
