@@ -72,6 +72,9 @@ pub(crate) struct Backend {
     queue: Mutex<Option<DiskQueue>>,
     depth: AtomicU64,
     undecodable: AtomicU64,
+    /// Relocated copies written by this process and not read yet: unread records, but not
+    /// messages (their messages are in memory), so they do not count in the reported depth.
+    copies_unread: AtomicU64,
     durable: bool,
     /// The write position at open: relocated copies before it are replayed, later ones are
     /// copies of messages in memory.
@@ -120,6 +123,7 @@ impl Backend {
             queue: Mutex::new(Some(queue)),
             depth: AtomicU64::new(depth),
             undecodable: AtomicU64::new(0),
+            copies_unread: AtomicU64::new(0),
             durable: settings.durable,
             replay_end,
             latest_copies: Mutex::new(latest_copies),
@@ -128,6 +132,12 @@ impl Backend {
 
     /// Messages waiting on disk.
     pub(crate) fn depth(&self) -> u64 {
+        self.unread()
+            .saturating_sub(self.copies_unread.load(Ordering::Acquire))
+    }
+
+    /// Records not read yet (messages plus relocated copies): whether a reader has work.
+    pub(crate) fn unread(&self) -> u64 {
         self.depth.load(Ordering::Acquire)
     }
 
@@ -184,7 +194,16 @@ impl Backend {
             let (position, record) = record;
             match decode_record(record, position, self.replay_end) {
                 Some(stored) if self.is_stale(&stored) => queue.release(position),
-                Some(stored) => out.push(stored),
+                Some(stored) => {
+                    if stored.copy_in_memory {
+                        let _ = self.copies_unread.fetch_update(
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                            |copies| Some(copies.saturating_sub(1)),
+                        );
+                    }
+                    out.push(stored);
+                }
                 None => {
                     self.undecodable.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(queue = %self.name, "skipping an undecodable disk record");
@@ -236,6 +255,10 @@ impl Backend {
             .iter()
             .map(|record| queue.put_at(record))
             .collect::<Result<Vec<_>, _>>();
+        if let Ok(positions) = &positions {
+            self.copies_unread
+                .fetch_add(positions.len() as u64, Ordering::AcqRel);
+        }
         self.depth.store(queue.depth(), Ordering::Release);
         positions
     }
@@ -278,6 +301,7 @@ impl Backend {
             queue.empty()?;
         }
         self.depth.store(0, Ordering::Release);
+        self.copies_unread.store(0, Ordering::Release);
         Ok(())
     }
 

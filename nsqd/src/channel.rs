@@ -264,7 +264,7 @@ impl Channel {
             return 0;
         };
         let mut ready = 0;
-        while ready == 0 && backend.depth() > 0 {
+        while ready == 0 && backend.unread() > 0 {
             let mut batch = Vec::new();
             if let Err(err) = backend.read_batch(max, &mut batch) {
                 tracing::error!("CHANNEL({}): disk read failed - {err}", self.name);
@@ -381,11 +381,13 @@ impl Channel {
         let now = Instant::now();
         let moves: Vec<(Message, Option<i64>, Position)> = {
             let state = self.state.lock();
+            // Two segments behind: messages read ahead or in flight across one segment boundary
+            // are normal and soon finished; only those pinning a whole older segment move.
             let old = |id: &MessageId| {
                 state
                     .pins
                     .get(id)
-                    .filter(|pin| pin.segment < read_segment)
+                    .filter(|pin| pin.segment + 1 < read_segment)
                     .copied()
             };
             let mut moves = Vec::new();
@@ -418,8 +420,13 @@ impl Channel {
                 moves.len()
             );
         }
+        let relocated = !moves.is_empty();
         if let Err(err) = self.relocate(moves) {
             tracing::error!("CHANNEL({}): relocation failed - {err}", self.name);
+        }
+        if relocated {
+            // Waiting consumers read past the copies, so the old segments can go.
+            self.ready.notify_waiters();
         }
     }
 
@@ -592,7 +599,7 @@ impl Channel {
         {
             backend.release(sampled_out);
         }
-        let refill = exhausted && self.backend.as_ref().is_some_and(|b| b.depth() > 0);
+        let refill = exhausted && self.backend.as_ref().is_some_and(|b| b.unread() > 0);
         if delivered > 0 {
             client
                 .in_flight_count
