@@ -387,8 +387,22 @@ impl ConnectionTask {
         let mut closing = false;
         loop {
             if closing && self.state.in_flight.load(Ordering::Relaxed) == 0 {
-                tracing::info!("[{}] ({address}) closing connection", self.topic);
-                break;
+                // Messages delivered before CLOSE_WAIT may still wait in the consumer's queue:
+                // take them (they are handed out and requeued) before disconnecting, or they
+                // would stay in flight on nsqd until their timeout.
+                match self.consumer.try_next_event() {
+                    Some(event) => {
+                        if let Err(error) = self.receive(event) {
+                            tracing::warn!("[{}] ({address}) {error}", self.topic);
+                            break;
+                        }
+                        continue;
+                    }
+                    None => {
+                        tracing::info!("[{}] ({address}) closing connection", self.topic);
+                        break;
+                    }
+                }
             }
             let result = tokio::select! {
                 biased;
