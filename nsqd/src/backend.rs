@@ -160,17 +160,14 @@ impl Backend {
         &self,
         messages: impl IntoIterator<Item = (&'a Message, Option<i64>)>,
     ) -> Result<(), nsq_diskqueue::Error> {
-        let records: Vec<Vec<u8>> = messages
-            .into_iter()
-            .map(|(message, due)| encode_record(RECORD_KIND_MESSAGE, message, due))
-            .collect();
+        let records = EncodedRecords::new(RECORD_KIND_MESSAGE, messages);
         if records.is_empty() {
             return Ok(());
         }
         let count = records.len() as u64;
         let mut guard = self.queue.lock();
         let queue = guard.as_mut().ok_or_else(deleted)?;
-        queue.put_batch(&records)?;
+        queue.put_batch(records.iter())?;
         self.depth.store(queue.depth(), Ordering::Release);
         drop(guard);
         tracing::trace!(queue = %self.name, count, "spilled to disk");
@@ -245,10 +242,7 @@ impl Backend {
         &self,
         messages: impl IntoIterator<Item = (&'a Message, Option<i64>)>,
     ) -> Result<Vec<Position>, nsq_diskqueue::Error> {
-        let records: Vec<Vec<u8>> = messages
-            .into_iter()
-            .map(|(message, due)| encode_record(RECORD_KIND_RELOCATED, message, due))
-            .collect();
+        let records = EncodedRecords::new(RECORD_KIND_RELOCATED, messages);
         let mut guard = self.queue.lock();
         let queue = guard.as_mut().ok_or_else(deleted)?;
         let positions = records
@@ -323,12 +317,47 @@ fn deleted() -> nsq_diskqueue::Error {
     }
 }
 
-fn encode_record(kind: u8, message: &Message, due: Option<i64>) -> Vec<u8> {
-    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + message.encoded_len());
-    record.push(kind);
-    record.extend_from_slice(&due.unwrap_or(0).to_be_bytes());
-    message.encode_to_vec(&mut record);
-    record
+/// A batch of records encoded into one buffer (two allocations per batch, none per message).
+struct EncodedRecords {
+    buf: Vec<u8>,
+    /// End offset of each record in `buf`.
+    ends: Vec<usize>,
+}
+
+impl EncodedRecords {
+    fn new<'a>(kind: u8, messages: impl IntoIterator<Item = (&'a Message, Option<i64>)>) -> Self {
+        let mut records = Self {
+            buf: Vec::new(),
+            ends: Vec::new(),
+        };
+        for (message, due) in messages {
+            records
+                .buf
+                .reserve(RECORD_HEADER_LEN + message.encoded_len());
+            records.buf.push(kind);
+            records
+                .buf
+                .extend_from_slice(&due.unwrap_or(0).to_be_bytes());
+            message.encode_to_vec(&mut records.buf);
+            records.ends.push(records.buf.len());
+        }
+        records
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.buf[start..end])
+    }
 }
 
 fn decode_record(
