@@ -22,6 +22,20 @@ const ROUNDS: usize = 5;
 /// Deliveries before the due time minus this are counted as early (clock reads on both sides).
 const EARLY_TOLERANCE: Duration = Duration::from_millis(50);
 
+/// Whether a delivery now comes before `due` (beyond the tolerance).
+fn is_early(due: Instant) -> bool {
+    Instant::now() + EARLY_TOLERANCE < due
+}
+
+/// Panics if a delivery now comes before `due`.
+fn assert_not_early(due: Instant, what: &str) {
+    assert!(
+        !is_early(due),
+        "{what} arrived {:?} before its due time",
+        due.saturating_duration_since(Instant::now())
+    );
+}
+
 /// What the test saw, shared by its tasks.
 #[derive(Default)]
 struct Ledger {
@@ -156,7 +170,7 @@ async fn consumer(
         {
             let mut ledger = ledger.lock().unwrap();
             if let Some(Some(due)) = ledger.acked.get(&body).copied()
-                && Instant::now() + EARLY_TOLERANCE < due
+                && is_early(due)
             {
                 ledger.early.push(body.clone());
             }
@@ -325,11 +339,7 @@ async fn durable_topic_backlog_survives_sigkill() {
         let message = consumer.message_within(Duration::from_secs(10)).await;
         let body = String::from_utf8_lossy(&message.body).into_owned();
         if body == "deferred" {
-            assert!(
-                Instant::now() + EARLY_TOLERANCE >= deferred_due,
-                "deferred message arrived {:?} early",
-                deferred_due - Instant::now()
-            );
+            assert_not_early(deferred_due, "the deferred message");
         }
         *seen.entry(body).or_insert(0u32) += 1;
         consumer.fin(&message).await;
@@ -361,11 +371,7 @@ async fn durable_req_delay_survives_sigkill_with_its_due_time() {
     let nsqd = NsqdProcess::start_in(dir.path(), &durable_args());
     let mut consumer = RawConn::consumer(nsqd.tcp_addr, "req", "c", "", 1).await;
     let again = consumer.message_within(Duration::from_secs(10)).await;
-    assert!(
-        Instant::now() + EARLY_TOLERANCE >= due,
-        "REQ'd message came back {:?} before its due time",
-        due - Instant::now()
-    );
+    assert_not_early(due, "the REQ'd message");
     assert_eq!(again.id, message.id);
     assert_eq!(&again.body[..], b"retry-me");
     assert_eq!(again.attempts, 2, "attempts kept across the crash");
@@ -431,11 +437,7 @@ async fn durable_long_deferred_message_is_relocated_and_old_segments_go() {
     let mut consumer = RawConn::consumer(nsqd.tcp_addr, "pinned", "c", "", 100).await;
     let message = consumer.message_within(Duration::from_secs(10)).await;
     assert_eq!(&message.body[..], b"later");
-    assert!(
-        Instant::now() + EARLY_TOLERANCE >= due,
-        "deferred message arrived {:?} early",
-        due - Instant::now()
-    );
+    assert_not_early(due, "the deferred message");
     consumer.fin(&message).await;
 }
 
@@ -461,10 +463,7 @@ async fn durable_http_publishes_survive_sigkill() {
     while bodies.len() < 4 {
         let message = consumer.message_within(Duration::from_secs(10)).await;
         if &message.body[..] == b"later" {
-            assert!(
-                Instant::now() + EARLY_TOLERANCE >= due,
-                "deferred /pub arrived early"
-            );
+            assert_not_early(due, "the deferred /pub");
         }
         bodies.push(String::from_utf8_lossy(&message.body).into_owned());
         consumer.fin(&message).await;
